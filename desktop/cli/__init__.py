@@ -1,0 +1,1 @@
+"""The `permacloud` command: a thin layer of argument parsing and rich output."""
