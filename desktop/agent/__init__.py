@@ -1,0 +1,1 @@
+"""The idle-resource agent: the storage node that keeps other people's shares, and its scheduler."""

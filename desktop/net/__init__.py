@@ -1,0 +1,1 @@
+"""The node protocol: identities, request signing, HTTP glue on trio, node clients."""
