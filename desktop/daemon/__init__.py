@@ -1,0 +1,1 @@
+"""The one background process per device: supervises node, client engine, mount and sync."""
