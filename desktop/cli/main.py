@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from desktop import __version__
+from desktop.cli import node as node_command
 from desktop.core.errors import PermaCloudError
 
-COMMAND_MODULES: list[ModuleType] = []
+COMMAND_MODULES: list[ModuleType] = [node_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,96 @@
+"""Run a storage node: identity, store, TLS listener, lease sweeper, in one trio task tree.
+
+`serve_node` is what the daemon (and `permacloud node run`) starts in a nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from desktop.agent.server import NodeServer, ServerLimits
+from desktop.agent.store import ShareStore
+from desktop.net.identity import DeviceKey
+from desktop.net.ratelimit import NO_LIMIT, RateLimiter
+from desktop.net.tls import server_context
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = "node_key.pem"
+CERT_FILE = "node_cert.pem"
+
+
+@dataclass
+class NodeConfig:
+    data_dir: Path
+    quota: int
+    host: str = "127.0.0.1"
+    port: int = 0
+    sweep_interval: float = 3600.0
+    fsync: bool = True
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    send_limiter: RateLimiter = NO_LIMIT
+    receive_limiter: RateLimiter = NO_LIMIT
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """What `serve_node` reports once it listens."""
+
+    node_id: str
+    host: str
+    port: int
+    server: NodeServer
+
+
+def load_identity(data_dir: Path) -> tuple[DeviceKey, Path, Path]:
+    """The node key (created on first use, mode 0600) and a certificate file for it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_path = data_dir / KEY_FILE
+    key = DeviceKey.load_or_create(key_path)
+    cert_path = data_dir / CERT_FILE
+    tmp = cert_path.with_name(CERT_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as cert_file:
+        cert_file.write(key.certificate_pem())
+    os.replace(tmp, cert_path)
+    return key, key_path, cert_path
+
+
+async def _sweep_forever(store: ShareStore, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        removed = await trio.to_thread.run_sync(store.sweep)
+        if removed:
+            logger.info("lease sweep removed %d share(s)", removed)
+
+
+async def serve_node(
+    config: NodeConfig, *, task_status: trio.TaskStatus[RunningNode] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until cancelled; `task_status.started` gets the node ID and the bound port."""
+    key, key_path, cert_path = await trio.to_thread.run_sync(load_identity, config.data_dir)
+    store = await trio.to_thread.run_sync(
+        lambda: ShareStore(config.data_dir / "store", config.quota, fsync=config.fsync)
+    )
+    await trio.to_thread.run_sync(store.sweep)
+    server = NodeServer(
+        key,
+        store,
+        config.limits,
+        send_limiter=config.send_limiter,
+        receive_limiter=config.receive_limiter,
+    )
+    context = server_context(cert_path, key_path)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    ssl_listeners = [trio.SSLListener(tcp, context, https_compatible=True) for tcp in listeners]
+    port = listeners[0].socket.getsockname()[1]
+    logger.info("node %s listening on %s:%d", key.node_id, config.host, port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_sweep_forever, store, config.sweep_interval)
+        await nursery.start(trio.serve_listeners, server.handle_connection, ssl_listeners)
+        task_status.started(RunningNode(key.node_id, config.host, port, server))

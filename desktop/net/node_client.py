@@ -1,0 +1,397 @@
+"""Client for one storage node: pinned TLS, signed requests, a small keep-alive connection pool.
+
+The multi-node engine builds on this; every failure surfaces as a `NodeError` subclass so the
+engine can decide between retrying, placing elsewhere, or distrusting the node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import trio
+
+from desktop.net.errors import (
+    NodeUnavailable,
+    ProtocolError,
+    WrongNodeIdentity,
+    refused_error,
+)
+from desktop.net.h11io import next_event, send_data, send_event
+from desktop.net.identity import DeviceKey, IdentityError
+from desktop.net.protocol import (
+    JSON_TYPE,
+    MAX_HEADER_BYTES,
+    MAX_WRITE_BODY,
+    OCTETS_TYPE,
+    share_path,
+)
+from desktop.net.ratelimit import NO_LIMIT, RateLimiter
+from desktop.net.signing import body_hash, sign_request
+from desktop.net.tls import client_context, peer_node_id
+
+logger = logging.getLogger(__name__)
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError)
+_SHARED_CONTEXT: ssl.SSLContext | None = None
+
+
+def _context() -> ssl.SSLContext:
+    global _SHARED_CONTEXT
+    if _SHARED_CONTEXT is None:
+        _SHARED_CONTEXT = client_context()
+    return _SHARED_CONTEXT
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    version: str
+    protocol: int
+    quota: int
+    used: int
+    free: int
+    max_write: int
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """`already_written` lists [start, end) ranges the node holds, so an upload can resume."""
+
+    created: bool
+    sealed: bool
+    size: int
+    already_written: list[tuple[int, int]]
+    lease_expires: float
+
+    def missing(self) -> list[tuple[int, int]]:
+        """The [start, end) ranges still to write."""
+        out: list[tuple[int, int]] = []
+        position = 0
+        for start, end in sorted(self.already_written):
+            if start > position:
+                out.append((position, start))
+            position = max(position, end)
+        if position < self.size:
+            out.append((position, self.size))
+        return out
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    shnum: int
+    size: int
+    sealed: bool
+    lease_expires: float
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    request: float = 120.0
+
+
+class _Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolError(f"node sent a malformed JSON body (status {self.status})") from None
+
+
+class _Connection:
+    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.used = False
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+class NodeClient:
+    """Talks to one node, pinned to `node_id`. Safe for concurrent use from many tasks."""
+
+    def __init__(
+        self,
+        node_id: str,
+        address: tuple[str, int],
+        client_key: DeviceKey,
+        *,
+        max_connections: int = 4,
+        timeouts: Timeouts | None = None,
+        send_limiter: RateLimiter = NO_LIMIT,
+        receive_limiter: RateLimiter = NO_LIMIT,
+    ) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.key = client_key
+        self.timeouts = timeouts or Timeouts()
+        self.send_limiter = send_limiter
+        self.receive_limiter = receive_limiter
+        self._slots = trio.Semaphore(max_connections)
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"NodeClient({self.node_id[:8]}@{self.address[0]}:{self.address[1]})"
+
+    # ---- public API ----------------------------------------------------------------------
+
+    async def info(self) -> NodeInfo:
+        obj = (await self._request("GET", "/v1/info")).json()
+        try:
+            return NodeInfo(
+                node_id=str(obj["node_id"]),
+                version=str(obj["version"]),
+                protocol=int(obj["protocol"]),
+                quota=int(obj["quota"]),
+                used=int(obj["used"]),
+                free=int(obj["free"]),
+                max_write=int(obj["max_write"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("node sent an incomplete info response") from None
+
+    async def create_share(
+        self, si: bytes, shnum: int, size: int, lease_seconds: int
+    ) -> CreateResult:
+        body = json.dumps({"size": size, "lease_seconds": lease_seconds}).encode()
+        obj = (await self._request("POST", share_path(si, shnum), body, signed=True)).json()
+        try:
+            return CreateResult(
+                created=bool(obj["created"]),
+                sealed=bool(obj["sealed"]),
+                size=int(obj["size"]),
+                already_written=[(int(a), int(b)) for a, b in obj["already_written"]],
+                lease_expires=float(obj["lease_expires"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("node sent an incomplete create response") from None
+
+    async def write(self, si: bytes, shnum: int, offset: int, data: bytes | memoryview) -> None:
+        """Write `data` at `offset`, split into requests of at most 8 MiB."""
+        view = memoryview(data)
+        position = 0
+        while True:
+            piece = view[position : position + MAX_WRITE_BODY]
+            path = share_path(si, shnum, f"/data/{offset + position}")
+            await self._request("PUT", path, piece, signed=True, content_type=OCTETS_TYPE)
+            position += len(piece)
+            if position >= len(view):
+                return
+
+    async def seal(self, si: bytes, shnum: int) -> None:
+        await self._request("POST", share_path(si, shnum, "/seal"), b"", signed=True)
+
+    async def read(
+        self, si: bytes, shnum: int, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        """Bytes [offset, offset+length) of a sealed share (to its end when length is None)."""
+        if length == 0:
+            return b""
+        last = "" if length is None else str(offset + length - 1)
+        response = await self._request(
+            "GET", share_path(si, shnum), extra_headers=[("range", f"bytes={offset}-{last}")]
+        )
+        return response.body
+
+    async def list_shares(self, si: bytes) -> list[ShareInfo]:
+        obj = (await self._request("GET", share_path(si))).json()
+        try:
+            return [
+                ShareInfo(int(s["shnum"]), int(s["size"]), bool(s["sealed"]), s["lease_expires"])
+                for s in obj["shares"]
+            ]
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("node sent an incomplete share list") from None
+
+    async def renew_lease(self, si: bytes, shnum: int, seconds: int) -> float:
+        """Extend the lease to at least now + seconds; returns the new expiry (unix time)."""
+        body = json.dumps({"seconds": seconds}).encode()
+        obj = (
+            await self._request("POST", share_path(si, shnum, "/lease"), body, signed=True)
+        ).json()
+        return float(obj["lease_expires"])
+
+    async def delete(self, si: bytes, shnum: int) -> None:
+        await self._request("DELETE", share_path(si, shnum), b"", signed=True)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
+
+    async def __aenter__(self) -> NodeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    async def _connect(self) -> _Connection:
+        host, port = self.address
+        try:
+            with trio.fail_after(self.timeouts.connect):
+                tcp = await trio.open_tcp_stream(host, port)
+                stream = trio.SSLStream(tcp, _context(), https_compatible=True)
+                try:
+                    await stream.do_handshake()
+                    got = peer_node_id(stream)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            raise NodeUnavailable(
+                f"node {self.node_id} at {host}:{port}: connect timed out"
+            ) from None
+        except IdentityError as error:
+            raise WrongNodeIdentity(self.node_id, f"(invalid: {error})") from None
+        except _STREAM_ERRORS as error:
+            raise NodeUnavailable(
+                f"node {self.node_id} at {host}:{port}: {_describe(error)}"
+            ) from None
+        if got != self.node_id:
+            await trio.aclose_forcefully(stream)
+            raise WrongNodeIdentity(self.node_id, got)
+        return _Connection(stream)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | memoryview = b"",
+        *,
+        signed: bool = False,
+        content_type: str = JSON_TYPE,
+        extra_headers: list[tuple[str, str]] | None = None,
+    ) -> _Response:
+        if self._closed:
+            raise NodeUnavailable(f"client for node {self.node_id} is closed")
+        body_hex = body_hash(body) if signed else ""
+        async with self._slots:
+            for attempt in range(2):
+                conn = self._idle.pop() if self._idle else await self._connect()
+                reused = conn.used
+                headers = [
+                    ("host", f"{self.address[0]}:{self.address[1]}"),
+                    ("content-length", str(len(body))),
+                    *(extra_headers or []),
+                ]
+                if body:
+                    headers.append(("content-type", content_type))
+                if signed:  # fresh nonce per attempt: a retry is not a replay
+                    headers += sign_request(
+                        self.key, method, path, body_hex, self.node_id, time.time()
+                    )
+                try:
+                    with trio.fail_after(self.timeouts.request):
+                        response, received_any = await self._exchange(
+                            conn, method, path, headers, body
+                        )
+                except trio.TooSlowError:
+                    await conn.aclose()
+                    raise NodeUnavailable(f"node {self.node_id}: request timed out") from None
+                except _RetryableClose as error:
+                    await conn.aclose()
+                    if reused and not error.received_any and attempt == 0:
+                        continue  # the node closed an idle keep-alive connection
+                    raise NodeUnavailable(f"node {self.node_id}: {error}") from None
+                except h11.ProtocolError as error:
+                    await conn.aclose()
+                    raise ProtocolError(f"node {self.node_id}: bad HTTP: {error}") from None
+                conn.used = True
+                if (
+                    conn.h11.our_state is h11.DONE
+                    and conn.h11.their_state is h11.DONE
+                    and not self._closed
+                ):
+                    conn.h11.start_next_cycle()
+                    self._idle.append(conn)
+                else:
+                    await conn.aclose()
+                del received_any
+                if response.status >= 400:
+                    raise refused_error(response.status, _reason(response))
+                return response
+        raise NodeUnavailable(f"node {self.node_id}: connection lost")  # pragma: no cover
+
+    async def _exchange(
+        self,
+        conn: _Connection,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes | memoryview,
+    ) -> tuple[_Response, bool]:
+        stream = conn.stream
+        received_any = False
+        peer = self.node_id
+        try:
+            await send_event(
+                conn.h11, stream, h11.Request(method=method, target=path, headers=headers)
+            )
+            if body:
+                await self.send_limiter.consume(len(body), peer)
+                await send_data(conn.h11, stream, body)
+            await send_event(conn.h11, stream, h11.EndOfMessage())
+            event = await next_event(conn.h11, stream)
+            received_any = True
+            if isinstance(event, h11.ConnectionClosed):
+                raise _RetryableClose("node closed the connection", received_any=False)
+            if not isinstance(event, h11.Response):
+                raise ProtocolError(f"node {self.node_id}: unexpected {type(event).__name__}")
+            response_headers = {
+                name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
+            }
+            parts: list[bytes] = []
+            while True:
+                data_event = await next_event(conn.h11, stream)
+                if isinstance(data_event, h11.EndOfMessage):
+                    break
+                if not isinstance(data_event, h11.Data):
+                    raise _RetryableClose("connection ended inside a response", received_any=True)
+                await self.receive_limiter.consume(len(data_event.data), peer)
+                parts.append(data_event.data)
+        except h11.RemoteProtocolError:
+            if not received_any and conn.h11.their_state is h11.CLOSED:
+                raise _RetryableClose("node closed the connection", received_any=False) from None
+            raise
+        except _STREAM_ERRORS as error:
+            raise _RetryableClose(_describe(error), received_any=received_any) from None
+        body_out = parts[0] if len(parts) == 1 else b"".join(parts)
+        return _Response(event.status_code, response_headers, body_out), received_any
+
+
+class _RetryableClose(Exception):
+    def __init__(self, message: str, *, received_any: bool) -> None:
+        super().__init__(message)
+        self.received_any = received_any
+
+
+def _reason(response: _Response) -> str:
+    try:
+        obj = json.loads(response.body)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            return str(obj["error"])[:500]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return f"HTTP {response.status}"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__

@@ -1,0 +1,157 @@
+"""The node protocol v1, sans-I/O: routes, limits, and parsing of what a peer sends.
+
+Every path the node serves matches one strict pattern (lowercase base32 storage index, decimal
+numbers, no percent escapes, no dots), so path tricks cannot name anything but a share. See
+docs/protocol.md for the wire format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from desktop.net.storage_index import storage_index_from_str, storage_index_to_str
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 16 * 1024
+MAX_WRITE_BODY = 8 * 1024 * 1024
+MAX_CONTROL_BODY = 64 * 1024
+MAX_SHARE_SIZE = 64 * 1024**3
+MAX_SHNUM = 255
+MAX_LEASE_SECONDS = 10 * 365 * 86400
+MIN_LEASE_SECONDS = 1
+JSON_TYPE = "application/json"
+OCTETS_TYPE = "application/octet-stream"
+
+
+class RequestError(Exception):
+    """A request the node refuses; `status` and the message become the JSON error response."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a request target names. `action` is one of the ACTIONS below."""
+
+    action: str
+    si: bytes = b""
+    shnum: int = -1
+    offset: int = -1
+
+
+# action: (method, pattern)
+_NUM = r"(0|[1-9][0-9]{0,11})"
+_SI = r"([a-z2-7]{26})"
+_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
+    ("info", "GET", re.compile(r"/v1/info")),
+    ("list", "GET", re.compile(rf"/v1/shares/{_SI}")),
+    ("create", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}")),
+    ("read", "GET", re.compile(rf"/v1/shares/{_SI}/{_NUM}")),
+    ("delete", "DELETE", re.compile(rf"/v1/shares/{_SI}/{_NUM}")),
+    ("write", "PUT", re.compile(rf"/v1/shares/{_SI}/{_NUM}/data/{_NUM}")),
+    ("seal", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/seal")),
+    ("lease", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/lease")),
+]
+SIGNED_ACTIONS = frozenset({"create", "write", "seal", "lease", "delete"})
+
+
+def parse_target(method: str, target: bytes) -> Route:
+    """Map a request line to a Route, or raise RequestError (400/404/405)."""
+    if len(target) > 1024:
+        raise RequestError(414, "request target too long")
+    try:
+        text = target.decode("ascii")
+    except UnicodeDecodeError:
+        raise RequestError(400, "request target is not ASCII") from None
+    if "?" in text or "%" in text or "#" in text:
+        raise RequestError(400, "query strings and percent escapes are not used by this protocol")
+    methods_seen: list[str] = []
+    for action, route_method, pattern in _ROUTES:
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        if route_method != method:
+            methods_seen.append(route_method)
+            continue
+        groups = match.groups()
+        si = b""
+        if groups:
+            try:
+                si = storage_index_from_str(groups[0])
+            except ValueError as error:
+                raise RequestError(400, f"bad storage index: {error}") from None
+        shnum = int(groups[1]) if len(groups) > 1 else -1
+        if len(groups) > 1 and shnum > MAX_SHNUM:
+            raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
+        offset = int(groups[2]) if len(groups) > 2 else -1
+        return Route(action, si, shnum, offset)
+    if methods_seen:
+        raise RequestError(405, f"method {method} not allowed here")
+    raise RequestError(404, "no such endpoint")
+
+
+def share_path(si: bytes, shnum: int | None = None, suffix: str = "") -> str:
+    """Client side: the path of a storage index, share, or share sub-resource."""
+    path = f"/v1/shares/{storage_index_to_str(si)}"
+    if shnum is not None:
+        path += f"/{shnum}"
+    return path + suffix
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int]:
+    """A single `bytes=` range as (start, end exclusive); the whole share when absent."""
+    if header is None:
+        return 0, size
+    match = re.fullmatch(r"bytes=([0-9]{0,15})-([0-9]{0,15})", header.strip())
+    if match is None or match.group(0) == "bytes=-":
+        raise RequestError(416, "only one byte range of the form bytes=START-END is supported")
+    first, last = match.groups()
+    if first == "":
+        suffix = int(last)
+        if suffix == 0:
+            raise RequestError(416, "empty suffix range")
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        raise RequestError(416, f"range not satisfiable for a share of {size} bytes")
+    return start, end
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(400, "body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestError(400, "body must be a JSON object")
+    return value
+
+
+def json_int(obj: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(400, f"'{name}' must be an integer")
+    if not low <= value <= high:
+        raise RequestError(400, f"'{name}' must be between {low} and {high}")
+    return value
+
+
+def parse_create(body: bytes) -> tuple[int, int]:
+    obj = parse_json_object(body)
+    size = json_int(obj, "size", 0, MAX_SHARE_SIZE)
+    lease = json_int(obj, "lease_seconds", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
+    return size, lease
+
+
+def parse_lease(body: bytes) -> int:
+    return json_int(parse_json_object(body), "seconds", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
