@@ -268,6 +268,7 @@ class DecodeStream:
             raise NotEnoughShares(
                 f"no usable share among {sorted(self._readers)}: {self.corrupt_shares}"
             )
+        self.decoder.choose_shares(self.decoder.loaded_shares)  # NotEnoughShares if < k
         size = self.decoder.plaintext_size
         self.offset = min(offset, size)
         self.length = size - self.offset if length is None else min(length, size - self.offset)
