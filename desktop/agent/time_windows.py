@@ -113,7 +113,10 @@ def parse_schedule(text: str) -> WeeklySchedule:
             )
         for day in days if days is not None else range(7):
             per_day[day].update(windows)
-    return WeeklySchedule(days=tuple(tuple(sorted(windows)) for windows in per_day))
+    # A day with "all" needs no other window; normalising keeps str() -> parse a round trip.
+    return WeeklySchedule(
+        days=tuple((WHOLE_DAY,) if WHOLE_DAY in w else tuple(sorted(w)) for w in per_day)
+    )
 
 
 def _parse_clause(clause: str) -> tuple[list[int] | None, list[Window]]:
