@@ -123,6 +123,11 @@ class NodeServer:
             return False
         if not isinstance(event, h11.Request):
             raise _CloseConnection(f"unexpected event {type(event).__name__}")
+        head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+        if head_size > MAX_HEADER_BYTES:
+            message = f"request head larger than {MAX_HEADER_BYTES} bytes"
+            await self._send_error(conn, stream, 431, message, close=True)
+            return False
         method = event.method.decode("ascii", "replace")
         target = event.target
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
@@ -163,7 +168,7 @@ class NodeServer:
     async def _send_error(
         self, conn: h11.Connection, stream: trio.abc.Stream, status: int, message: str, close: bool
     ) -> None:
-        if conn.our_state is not h11.SEND_RESPONSE:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             raise _CloseConnection(f"cannot report error {status} mid-response: {message}")
         logger.info("request refused (%d): %s", status, message)
         await self._send_body(conn, stream, status, error_body(message), JSON_TYPE, close=close)

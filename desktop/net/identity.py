@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+import re
 from pathlib import Path
 
 import blake3
@@ -26,6 +27,7 @@ from desktop.core.errors import PermaCloudError
 NODE_ID_BYTES = 20
 NODE_ID_LENGTH = 32  # base32 of 20 bytes, no padding
 PUBLIC_KEY_BYTES = 32
+_NODE_ID_RE = re.compile(f"[a-z2-7]{{{NODE_ID_LENGTH}}}")
 
 
 class IdentityError(PermaCloudError):
@@ -41,13 +43,7 @@ def node_id_from_public_key(public_key: bytes) -> str:
 
 
 def is_valid_node_id(text: str) -> bool:
-    if len(text) != NODE_ID_LENGTH:
-        return False
-    try:
-        base64.b32decode(text.upper() + "====", casefold=False)
-    except ValueError:
-        return False
-    return text == text.lower()
+    return _NODE_ID_RE.fullmatch(text) is not None
 
 
 def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:

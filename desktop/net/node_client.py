@@ -366,13 +366,20 @@ class NodeClient:
                 await self.receive_limiter.consume(len(data_event.data), peer)
                 parts.append(data_event.data)
         except h11.RemoteProtocolError:
-            if not received_any and conn.h11.their_state is h11.CLOSED:
-                raise _RetryableClose("node closed the connection", received_any=False) from None
+            if conn.h11.their_state is h11.ERROR and _saw_eof(conn.h11):
+                raise _RetryableClose(
+                    "node closed the connection", received_any=received_any
+                ) from None
             raise
         except _STREAM_ERRORS as error:
             raise _RetryableClose(_describe(error), received_any=received_any) from None
         body_out = parts[0] if len(parts) == 1 else b"".join(parts)
         return _Response(event.status_code, response_headers, body_out), received_any
+
+
+def _saw_eof(conn: h11.Connection) -> bool:
+    """True when h11 failed because the peer closed the stream (not because of bad bytes)."""
+    return bool(conn.trailing_data[1])
 
 
 class _RetryableClose(Exception):
