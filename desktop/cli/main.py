@@ -15,9 +15,10 @@ from types import ModuleType
 from desktop import __version__
 from desktop.cli import demo as demo_command
 from desktop.cli import node as node_command
+from desktop.cli import tray as tray_command
 from desktop.core.errors import PermaCloudError
 
-COMMAND_MODULES: list[ModuleType] = [node_command, demo_command]
+COMMAND_MODULES: list[ModuleType] = [node_command, tray_command, demo_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
