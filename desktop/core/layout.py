@@ -20,7 +20,10 @@ MAGIC = b"PCSHARE1"
 FORMAT_VERSION = 1
 HEADER_SIZE = 64
 TAG_SIZE = 16  # AES-GCM tag appended to every ciphertext
-MAX_PLAINTEXT_SIZE = 1 << 50  # 1 PiB: keeps every offset far from the header's field widths
+MAX_PLAINTEXT_SIZE = 1 << 50
+MAX_METADATA_SIZE = (
+    (1 << 32) - 1
+)  # the header stores it in 32 bits  # 1 PiB: keeps every offset far from the header's field widths
 
 _HEADER = struct.Struct(">8sBxHHHIQQIQI")
 MANIFEST_FIXED_SIZE = struct.calcsize(">BHHIQQ")
@@ -68,6 +71,11 @@ class ShareLayout:
         tree_offset = roots_offset + params.n * HASH_SIZE
         manifest_offset = tree_offset + tree_size(num_segments)
         share_size = manifest_offset + manifest_plain_size(params.n) + TAG_SIZE
+        if share_size - roots_offset > MAX_METADATA_SIZE:
+            raise ParamsError(
+                f"{plaintext_size} bytes need too many segments of {seg} bytes;"
+                " use a larger segment size"
+            )
         return cls(
             params=params,
             plaintext_size=plaintext_size,

@@ -398,3 +398,8 @@ def test_verifier_with_verify_cap_checks_without_key() -> None:
     with pytest.raises(ShareCorrupt) as info:
         verifier.verify_block(7, 1, shares[7][offset : offset + length])
     assert info.value.shnum == 7
+
+
+def test_too_many_segments_is_a_params_error() -> None:
+    with pytest.raises(ParamsError, match="larger segment size"):
+        ShareLayout.for_file(EncodingParams(1, 1, 64), 1 << 40)
