@@ -32,6 +32,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="at most one notification per kind this often, in seconds (default 30)",
     )
+    parser.add_argument(
+        "--wait-for-tray",
+        type=float,
+        default=15.0,
+        help="seconds to wait for a system tray to appear before giving up (default 15)",
+    )
 
 
 def _open_sync_folder(console: Console) -> None:
@@ -58,8 +64,8 @@ def run_command(args: argparse.Namespace) -> int:
     from desktop.tray.single import InstanceLock
 
     console = Console(stderr=True)
-    if args.notify_interval < 0:
-        raise PermaCloudError("--notify-interval must not be negative")
+    if args.notify_interval < 0 or args.wait_for_tray < 0:
+        raise PermaCloudError("--notify-interval and --wait-for-tray must not be negative")
     if args.open_folder:
         _open_sync_folder(console)
     paths = app_paths().ensure()
@@ -68,7 +74,11 @@ def run_command(args: argparse.Namespace) -> int:
         console.print("The PermaCloud tray is already running.")
         return 0
     try:
-        TrayApp(paths.socket_path, notify_interval=args.notify_interval).run()
+        TrayApp(
+            paths.socket_path,
+            notify_interval=args.notify_interval,
+            tray_wait=args.wait_for_tray,
+        ).run()
     finally:
         lock.release()
     return 0
