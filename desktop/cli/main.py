@@ -14,11 +14,17 @@ from types import ModuleType
 
 from desktop import __version__
 from desktop.cli import demo as demo_command
+from desktop.cli import desktop_install as desktop_install_command
 from desktop.cli import node as node_command
 from desktop.cli import tray as tray_command
 from desktop.core.errors import PermaCloudError
 
-COMMAND_MODULES: list[ModuleType] = [node_command, tray_command, demo_command]
+COMMAND_MODULES: list[ModuleType] = [
+    node_command,
+    tray_command,
+    desktop_install_command,
+    demo_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("permacloud: interrupted", file=sys.stderr)
         return 130
     except OSError as error:
-        print(f"permacloud: error: {error.strerror or error}"
-              + (f": {error.filename}" if error.filename else ""), file=sys.stderr)
+        print(
+            f"permacloud: error: {error.strerror or error}"
+            + (f": {error.filename}" if error.filename else ""),
+            file=sys.stderr,
+        )
         return 1
 
 
