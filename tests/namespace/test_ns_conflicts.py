@@ -7,6 +7,7 @@ from desktop.core.namespace import (
     DeleteOp,
     DirInfo,
     FileInfo,
+    InvalidPath,
     MkdirOp,
     PutOp,
     Replica,
@@ -14,6 +15,9 @@ from desktop.core.namespace import (
     VersionNotFound,
     conflict_name,
     is_conflict_copy,
+    materialize_conflicts,
+    plan_remove,
+    plan_rename,
     rename_op,
     restore_op,
 )
@@ -204,3 +208,60 @@ def test_materializing_a_conflict_copy_makes_it_a_regular_file() -> None:
     assert content(laptop.replica, copy.path) == hash_of("L")
     assert view.node(copy.path).conflict_of is None  # type: ignore[union-attr]
     assert content(laptop.replica, "/a.txt") == hash_of("resolved")
+
+
+def test_deleting_a_conflict_copy_hides_it_everywhere() -> None:
+    account, laptop, phone = pair()
+    laptop.write(put("/a.txt", "base"), T0)
+    sync(phone, laptop)
+    laptop.write(put("/a.txt", "L"), T0 + 1_000)
+    phone.write(put("/a.txt", "P"), T0 + 2_000)
+    sync(laptop, phone)
+    (copy,) = laptop.replica.view.conflicts()
+    for op in plan_remove(laptop.replica.view, copy.path):
+        laptop.write(op, T0 + 3_000)
+    assert laptop.replica.view.conflicts() == []
+    view = merged(account).view
+    assert view.conflicts() == []
+    assert content(merged(account), "/a.txt") == hash_of("P")
+    assert hash_of("L") in {v.file.content_hash for v in view.versions("/a.txt") if v.file}
+
+
+def test_materialize_conflicts_gives_puts_for_derived_copies() -> None:
+    account, laptop, phone = pair()
+    laptop.write(put("/a.txt", "L"), T0)
+    phone.write(put("/a.txt", "P"), T0 + 1)
+    sync(laptop, phone)
+    (op,) = materialize_conflicts(laptop.replica.view)
+    laptop.write(op, T0 + 2)
+    phone.write(put("/a.txt", "P2"), T0 + 3)  # phone never saw the copy: it stays
+    sync(phone, laptop)
+    assert is_conflict_copy(op.path)
+    assert content(phone.replica, op.path) == hash_of("L")
+    assert materialize_conflicts(merged(account).view) == []
+
+
+def test_plan_rename_and_plan_remove_cover_the_subtree() -> None:
+    _account, laptop, _ = pair()
+    laptop.write(MkdirOp("/src"), T0)
+    laptop.write(MkdirOp("/src/sub"), T0 + 1)
+    laptop.write(put("/src/sub/f.txt", "f"), T0 + 2)
+    laptop.write(put("/src/g.txt", "g"), T0 + 3)
+    view = laptop.replica.view
+    with pytest.raises(InvalidPath, match="destination exists"):
+        plan_rename(view, "/src/g.txt", "/src/sub/f.txt")
+    with pytest.raises(VersionNotFound, match="no such file"):
+        plan_rename(view, "/nope", "/x")
+    laptop.write(plan_rename(view, "/src", "/dst"), T0 + 4)
+    assert [n.path for n in view.walk("/dst")] == [
+        "/dst",
+        "/dst/g.txt",
+        "/dst/sub",
+        "/dst/sub/f.txt",
+    ]
+    assert view.node("/src") is None
+    ops = plan_remove(view, "/dst")
+    assert isinstance(ops[-1], RmdirOp) and ops[-1].path == "/dst"
+    for op in ops:
+        laptop.write(op, T0 + 5)
+    assert view.listdir("/") == []

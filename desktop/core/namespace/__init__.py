@@ -40,7 +40,15 @@ from desktop.core.namespace.snapshot import (
     retain,
 )
 from desktop.core.namespace.vclock import VersionVector
-from desktop.core.namespace.view import NamespaceView, Version, ViewNode, restore_op
+from desktop.core.namespace.view import (
+    NamespaceView,
+    Version,
+    ViewNode,
+    materialize_conflicts,
+    plan_remove,
+    plan_rename,
+    restore_op,
+)
 
 __all__ = [
     "ChainHead",
@@ -78,7 +86,10 @@ __all__ = [
     "issue_certificate",
     "key_id",
     "make_snapshot",
+    "materialize_conflicts",
     "normalize_path",
+    "plan_remove",
+    "plan_rename",
     "public_bytes",
     "rename_op",
     "restore_op",

@@ -18,6 +18,9 @@ Merge semantics (a pure function of the SET of path operations, whatever their a
   concurrent edit of the old name survives at the old name (delete vs modify), the renamed
   content lives at the new name; a file created concurrently inside a renamed directory stays
   in the old directory, which then still exists. Nothing is lost, nothing is silently merged.
+- Conflict copies are derived from the frontier, so every replica names them alike. A copy ends
+  when a later write to the original saw the losing version, or when a removal at the copy's
+  name saw it; `materialize_conflicts` turns copies into regular files (puts) that outlive that.
 - Every operation stays in `versions(path)` until a snapshot's retention policy drops it.
 """
 
@@ -25,9 +28,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from desktop.core.namespace.conflicts import conflict_name, is_conflict_copy
-from desktop.core.namespace.errors import VersionNotFound
-from desktop.core.namespace.ops import DirInfo, FileInfo, LinkInfo, Node, PathOp, PutOp
-from desktop.core.namespace.paths import ROOT, ancestors, basename, normalize_path, parent
+from desktop.core.namespace.errors import InvalidPath, VersionNotFound
+from desktop.core.namespace.ops import (
+    DeleteOp,
+    DirInfo,
+    FileInfo,
+    LinkInfo,
+    Node,
+    Op,
+    PathOp,
+    PutOp,
+    RenameOp,
+    RmdirOp,
+    rename_op,
+)
+from desktop.core.namespace.paths import ROOT, ancestors, basename, join, normalize_path, parent
 
 
 def happened_before(a: PathOp, b: PathOp) -> bool:
@@ -224,8 +239,11 @@ class NamespaceView:
         copy = self._copy_origin.get(path)
         if copy is not None:
             origin, op = copy
-            assert op.node is not None
-            return ViewNode(path, op.node, op, conflict_of=origin)
+            # A removal at the copy's name by someone who saw the losing version hides it.
+            removed = state is not None and any(happened_before(op, x) for x in state.frontier)
+            if not removed:
+                assert op.node is not None
+                return ViewNode(path, op.node, op, conflict_of=origin)
         return None
 
     def listdir(self, path: str) -> list[str]:
@@ -235,6 +253,24 @@ class NamespaceView:
             return []
         candidates = self._children.get(path, set()) | self._copy_children.get(path, set())
         return sorted(basename(p) for p in candidates if self.node(p) is not None)
+
+    def walk(self, path: str) -> list[ViewNode]:
+        """`path` and every node below it, parents before children."""
+        path = normalize_path(path)
+        top = self.node(path)
+        if top is None:
+            return []
+        out = [top]
+        stack = [path]
+        while stack:
+            directory = stack.pop()
+            for name in self.listdir(directory):
+                child = self.node(join(directory, name))
+                if child is not None:
+                    out.append(child)
+                    if isinstance(child.node, DirInfo):
+                        stack.append(child.path)
+        return out
 
     def tree(self) -> dict[str, ViewNode]:
         """Every node of the merged tree by path (root included)."""
@@ -286,3 +322,38 @@ def restore_op(view: NamespaceView, path: str, number: int) -> PutOp:
                 raise VersionNotFound(f"version {number} of {path} is not a file's content")
             return PutOp(version.path, version.node)
     raise VersionNotFound(f"{path} has no version {number}")
+
+
+def plan_rename(view: NamespaceView, src: str, dst: str) -> RenameOp:
+    """The rename entry moving `src` (and its subtree, as this view sees it) to `dst`."""
+    src, dst = normalize_path(src), normalize_path(dst)
+    if view.node(src) is None:
+        raise VersionNotFound(f"cannot rename {src}: no such file or directory")
+    if view.node(dst) is not None:
+        raise InvalidPath(f"cannot rename {src} to {dst}: the destination exists")
+    return rename_op(src, dst, [(n.path, n.node) for n in view.walk(src)])
+
+
+def plan_remove(view: NamespaceView, path: str) -> list[Op]:
+    """The entries removing `path` and everything below it, deepest first (like `rm -r`)."""
+    path = normalize_path(path)
+    if view.node(path) is None:
+        raise VersionNotFound(f"cannot remove {path}: no such file or directory")
+    out: list[Op] = []
+    for found in sorted(view.walk(path), key=lambda n: n.path.count("/"), reverse=True):
+        if isinstance(found.node, DirInfo):
+            out.append(RmdirOp(found.path))
+        else:
+            out.append(DeleteOp(found.path))
+    return out
+
+
+def materialize_conflicts(view: NamespaceView) -> list[PutOp]:
+    """Puts that turn the view's derived conflict copies into regular files.
+
+    A derived copy lasts only while its losing version is in the frontier: a later write that
+    saw both versions ends it (the version stays in history). Appending these puts makes the
+    copies ordinary files that survive such a write; devices doing it concurrently write the same
+    content, which never conflicts.
+    """
+    return [PutOp(n.path, n.node) for n in view.conflicts() if isinstance(n.node, FileInfo)]
