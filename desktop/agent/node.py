@@ -87,10 +87,14 @@ async def serve_node(
     )
     context = server_context(cert_path, key_path)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-    ssl_listeners = [trio.SSLListener(tcp, context, https_compatible=True) for tcp in listeners]
+
+    async def handle_tcp(tcp: trio.SocketStream) -> None:
+        stream = trio.SSLStream(tcp, context, server_side=True, https_compatible=True)
+        await server.handle_connection(stream)
+
     port = listeners[0].socket.getsockname()[1]
     logger.info("node %s listening on %s:%d", key.node_id, config.host, port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_sweep_forever, store, config.sweep_interval)
-        await nursery.start(trio.serve_listeners, server.handle_connection, ssl_listeners)
+        await nursery.start(trio.serve_listeners, handle_tcp, listeners)
         task_status.started(RunningNode(key.node_id, config.host, port, server))

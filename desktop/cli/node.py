@@ -21,6 +21,10 @@ class UsageError(PermaCloudError):
     exit_code = 2
 
 
+class NodeStartError(PermaCloudError):
+    """The node could not start (address in use, unreadable data dir...)."""
+
+
 def parse_size(text: str) -> int:
     """`500M`, `2G`, `1.5T`, `123` (bytes); binary units, an optional trailing `B`/`iB`."""
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
@@ -49,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument(
         "--read-rate", type=float, default=500.0, help="unsigned requests per second per peer"
     )
+    run.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="skip fsync (benchmarks of the HTTP layer only: not crash-safe)",
+    )
     run.set_defaults(func=run_command)
 
 
@@ -58,12 +67,33 @@ def run_command(args: argparse.Namespace) -> int:
     if args.sweep_interval <= 0:
         raise UsageError("--sweep-interval must be positive")
     config = NodeConfig(
-        data_dir=args.data, quota=quota, host=host, port=port, sweep_interval=args.sweep_interval
+        data_dir=args.data,
+        quota=quota,
+        host=host,
+        port=port,
+        sweep_interval=args.sweep_interval,
+        fsync=not args.no_fsync,
     )
     config.limits.read_rate = args.read_rate
     config.limits.read_burst = max(args.read_rate * 4, 1.0)
-    trio.run(_run, config)
+    try:
+        trio.run(_run, config)
+    except BaseExceptionGroup as group:
+        leaf = _first_leaf(group)
+        if isinstance(leaf, PermaCloudError):
+            raise leaf from None
+        if isinstance(leaf, OSError):
+            raise NodeStartError(
+                f"cannot start node on {host}:{port}: {leaf.strerror or leaf}"
+            ) from None
+        raise
     return 0
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _run(config: NodeConfig) -> None:
