@@ -298,9 +298,7 @@ class NodeClient:
                     )
                 try:
                     with trio.fail_after(self.timeouts.request):
-                        response, received_any = await self._exchange(
-                            conn, method, path, headers, body
-                        )
+                        response = await self._exchange(conn, method, path, headers, body)
                 except trio.TooSlowError:
                     await conn.aclose()
                     raise NodeUnavailable(f"node {self.node_id}: request timed out") from None
@@ -322,7 +320,6 @@ class NodeClient:
                     self._idle.append(conn)
                 else:
                     await conn.aclose()
-                del received_any
                 if response.status >= 400:
                     raise refused_error(response.status, _reason(response))
                 return response
@@ -335,7 +332,7 @@ class NodeClient:
         path: str,
         headers: list[tuple[str, str]],
         body: bytes | memoryview,
-    ) -> tuple[_Response, bool]:
+    ) -> _Response:
         stream = conn.stream
         received_any = False
         peer = self.node_id
@@ -374,7 +371,7 @@ class NodeClient:
         except _STREAM_ERRORS as error:
             raise _RetryableClose(_describe(error), received_any=received_any) from None
         body_out = parts[0] if len(parts) == 1 else b"".join(parts)
-        return _Response(event.status_code, response_headers, body_out), received_any
+        return _Response(event.status_code, response_headers, body_out)
 
 
 def _saw_eof(conn: h11.Connection) -> bool:
