@@ -12,11 +12,12 @@ from pathlib import Path
 
 import trio
 
-from desktop.agent.server import NodeServer, ServerLimits
+from desktop.agent.records import RecordStore
+from desktop.agent.server import ExtensionHandler, NodeServer, ServerLimits
 from desktop.agent.store import ShareStore
 from desktop.net.identity import DeviceKey
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
-from desktop.net.tls import server_context
+from desktop.net.tls import pem_to_der, server_context, server_context_for_key
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class NodeConfig:
     limits: ServerLimits = field(default_factory=ServerLimits)
     send_limiter: RateLimiter = NO_LIMIT
     receive_limiter: RateLimiter = NO_LIMIT
+    key: DeviceKey | None = None  # the daemon's device key; None: a key file in data_dir
+    extensions: dict[str, ExtensionHandler] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,19 @@ async def serve_node(
     config: NodeConfig, *, task_status: trio.TaskStatus[RunningNode] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve until cancelled; `task_status.started` gets the node ID and the bound port."""
-    key, key_path, cert_path = await trio.to_thread.run_sync(load_identity, config.data_dir)
+    if config.key is None:
+        key, key_path, cert_path = await trio.to_thread.run_sync(load_identity, config.data_dir)
+        context = server_context(cert_path, key_path)
+        der = pem_to_der(await trio.Path(cert_path).read_bytes())
+    else:
+        key = config.key
+        context, der = await trio.to_thread.run_sync(
+            server_context_for_key, key, config.data_dir / "tmp"
+        )
     store = await trio.to_thread.run_sync(
         lambda: ShareStore(config.data_dir / "store", config.quota, fsync=config.fsync)
     )
+    records = await trio.to_thread.run_sync(RecordStore, config.data_dir / "records")
     await trio.to_thread.run_sync(store.sweep)
     server = NodeServer(
         key,
@@ -84,8 +96,10 @@ async def serve_node(
         config.limits,
         send_limiter=config.send_limiter,
         receive_limiter=config.receive_limiter,
+        records=records,
+        extensions=config.extensions,
+        certificate_der=der,
     )
-    context = server_context(cert_path, key_path)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
 
     async def handle_tcp(tcp: trio.SocketStream) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.core.errors import PermaCloudError
+from desktop.net.records_wire import MAX_RECORD_SIZE, Record
 
-MAX_RECORD_SIZE = 1 << 20
 MAX_SEQ = (1 << 63) - 1
 _WRITER_RE = re.compile(r"^[a-z2-7]{32}$")
 _NAME_RE = re.compile(r"^(\d{19})\.rec$")
@@ -30,12 +29,6 @@ class RecordError(PermaCloudError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Record:
-    seq: int
-    data: bytes
-
-
 def check_writer(writer: str) -> str:
     if not _WRITER_RE.match(writer):
         raise RecordError(400, "malformed writer id")
@@ -46,31 +39,6 @@ def check_seq(seq: int) -> int:
     if not 0 < seq <= MAX_SEQ:
         raise RecordError(400, f"record sequence number must be 1..{MAX_SEQ}")
     return seq
-
-
-def encode_records(records: list[Record]) -> bytes:
-    """Wire form of a listing: for each record, 8-byte seq, 4-byte length, data."""
-    parts: list[bytes] = []
-    for record in records:
-        parts.append(record.seq.to_bytes(8, "big") + len(record.data).to_bytes(4, "big"))
-        parts.append(record.data)
-    return b"".join(parts)
-
-
-def decode_records(body: bytes) -> list[Record]:
-    records: list[Record] = []
-    offset = 0
-    while offset < len(body):
-        if offset + 12 > len(body):
-            raise RecordError(502, "truncated record listing")
-        seq = int.from_bytes(body[offset : offset + 8], "big")
-        length = int.from_bytes(body[offset + 8 : offset + 12], "big")
-        offset += 12
-        if length > MAX_RECORD_SIZE or offset + length > len(body):
-            raise RecordError(502, "truncated record listing")
-        records.append(Record(seq, body[offset : offset + length]))
-        offset += length
-    return records
 
 
 class RecordStore:

@@ -11,7 +11,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,15 @@ import trio
 
 from desktop import __version__
 from desktop.agent.peer_limits import PeerRequestLimiter
+from desktop.agent.records import RecordError, RecordStore
 from desktop.agent.store import ShareStore
 from desktop.net.h11io import next_event, send_data, send_event
-from desktop.net.identity import DeviceKey
+from desktop.net.identity import DeviceKey, node_id_from_public_key
 from desktop.net.protocol import (
     JSON_TYPE,
     MAX_CONTROL_BODY,
     MAX_HEADER_BYTES,
+    MAX_RECORD_BODY,
     MAX_WRITE_BODY,
     OCTETS_TYPE,
     PROTOCOL_VERSION,
@@ -40,6 +42,7 @@ from desktop.net.protocol import (
     parse_target,
 )
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
+from desktop.net.records_wire import encode_records
 from desktop.net.signing import ReplayCache, SignatureError, SignedRequest, verify_request
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,10 @@ class ServerLimits:
     max_connections: int = 1024
 
 
+ExtensionHandler = Callable[[bytes, bytes], Awaitable[dict[str, Any]]]
+"""An endpoint the daemon adds (e.g. invite joins): (body, our certificate DER) -> JSON reply."""
+
+
 class _CloseConnection(Exception):
     """The connection cannot carry another request (broken framing, timeout)."""
 
@@ -75,9 +82,15 @@ class NodeServer:
         send_limiter: RateLimiter = NO_LIMIT,
         receive_limiter: RateLimiter = NO_LIMIT,
         clock: Callable[[], float] = time.time,
+        records: RecordStore | None = None,
+        extensions: dict[str, ExtensionHandler] | None = None,
+        certificate_der: bytes = b"",
     ) -> None:
         self.key = key
         self.store = store
+        self.records = records
+        self.extensions = extensions if extensions is not None else {}
+        self.certificate_der = certificate_der
         self.limits = limits or ServerLimits()
         self.send_limiter = send_limiter
         self.receive_limiter = receive_limiter
@@ -228,6 +241,9 @@ class NodeServer:
         headers: dict[str, str],
     ) -> None:
         route = parse_target(method, target)
+        if route.action.startswith("records_") or route.action == "ext":
+            await self._dispatch_named(conn, stream, peer, method, target, headers, route)
+            return
         declared = headers.get("content-length")
         if declared is not None and route.action != "write" and int(declared) > MAX_CONTROL_BODY:
             raise RequestError(413, f"control body larger than {MAX_CONTROL_BODY} bytes")
@@ -261,6 +277,52 @@ class NodeServer:
             await self._send_json(conn, stream, 200, {"shares": shares})
         else:
             await self._read(conn, stream, peer, route, headers.get("range"))
+
+    async def _dispatch_named(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        peer: str,
+        method: str,
+        target: bytes,
+        headers: dict[str, str],
+        route: Route,
+    ) -> None:
+        """Record logs and daemon extensions: small bodies, one JSON or octet reply."""
+        if route.action == "ext":
+            handler = self.extensions.get(route.name)
+            if handler is None:
+                raise RequestError(404, "no such endpoint")
+            if not self.read_limiter.allow(peer, self.clock()):
+                raise RequestError(429, "too many requests")
+            body = await self._read_body(conn, stream, MAX_CONTROL_BODY)
+            await self._send_json(conn, stream, 200, await handler(body, self.certificate_der))
+            return
+        if self.records is None:
+            raise RequestError(404, "this node keeps no records")
+        records = self.records
+        if route.action == "records_list":
+            await self._read_body(conn, stream, MAX_CONTROL_BODY)
+            if not self.read_limiter.allow(peer, self.clock()):
+                raise RequestError(429, "too many requests")
+            listing = await trio.to_thread.run_sync(records.list, route.name, route.offset)
+            await self._send_body(conn, stream, 200, encode_records(listing), OCTETS_TYPE)
+            return
+        signed = self._verify(method, target, headers)
+        if node_id_from_public_key(signed.public_key) != route.name:
+            raise RequestError(403, "only the writer's key may change its records")
+        body = await self._read_body(conn, stream, MAX_RECORD_BODY)
+        if blake3.blake3(body).hexdigest() != signed.body_hex:
+            raise RequestError(400, "body does not match its signed hash")
+        try:
+            if route.action == "records_put":
+                created = await trio.to_thread.run_sync(records.put, route.name, route.offset, body)
+                await self._send_json(conn, stream, 200, {"created": created})
+            else:
+                removed = await trio.to_thread.run_sync(records.prune, route.name, route.offset)
+                await self._send_json(conn, stream, 200, {"removed": removed})
+        except RecordError as error:
+            raise RequestError(error.status, str(error)) from None
 
     def info(self) -> dict[str, Any]:
         return {

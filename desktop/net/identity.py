@@ -98,6 +98,24 @@ class DeviceKey:
             raise IdentityError(f"device key {path} is not an Ed25519 key")
         return cls(loaded)
 
+    @classmethod
+    def from_seed(cls, seed: bytes) -> DeviceKey:
+        """From the 32 raw private bytes (as kept in the OS keyring)."""
+        if len(seed) != 32:
+            raise IdentityError(f"an Ed25519 private key has 32 bytes, got {len(seed)}")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        return self._private
+
+    def seed(self) -> bytes:
+        return self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
     def private_pem(self) -> bytes:
         return self._private.private_bytes(
             serialization.Encoding.PEM,

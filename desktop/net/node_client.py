@@ -10,6 +10,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,11 @@ from desktop.net.protocol import (
     MAX_HEADER_BYTES,
     MAX_WRITE_BODY,
     OCTETS_TYPE,
+    records_path,
     share_path,
 )
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
+from desktop.net.records_wire import Record, RecordWireError, decode_records
 from desktop.net.signing import body_hash, sign_request
 from desktop.net.tls import client_context, peer_node_id
 
@@ -132,8 +135,13 @@ class NodeClient:
         timeouts: Timeouts | None = None,
         send_limiter: RateLimiter = NO_LIMIT,
         receive_limiter: RateLimiter = NO_LIMIT,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
+        """`accept`: instead of an exact node ID, a pin test (invite codes carry a short pin);
+        after the first connection `node_id` is the ID the peer proved."""
         self.node_id = node_id
+        self.accept = accept
+        self.peer_certificate = b""
         self.address = address
         self.key = client_key
         self.timeouts = timeouts or Timeouts()
@@ -227,6 +235,26 @@ class NodeClient:
     async def delete(self, si: bytes, shnum: int) -> None:
         await self._request("DELETE", share_path(si, shnum), b"", signed=True)
 
+    async def put_record(self, signer: DeviceKey, seq: int, data: bytes) -> bool:
+        """Append a record to the log of `signer`'s key; True if it was new on this node."""
+        path = records_path(signer.node_id, seq)
+        response = await self._request(
+            "PUT", path, data, signed=True, content_type=OCTETS_TYPE, signer=signer
+        )
+        return bool(response.json().get("created"))
+
+    async def list_records(self, writer: str, after: int = 0) -> list[Record]:
+        """Records of `writer` with seq > after (one page; ask again after the last one)."""
+        response = await self._request("GET", records_path(writer, after=after))
+        try:
+            return decode_records(response.body)
+        except RecordWireError as error:
+            raise ProtocolError(f"node {self.node_id}: {error}") from None
+
+    async def call_extension(self, name: str, body: bytes) -> Any:
+        """POST to a daemon extension endpoint (e.g. invite joins); returns its JSON reply."""
+        return (await self._request("POST", f"/v1/ext/{name}", body)).json()
+
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
@@ -263,9 +291,12 @@ class NodeClient:
             raise NodeUnavailable(
                 f"node {self.node_id} at {host}:{port}: {_describe(error)}"
             ) from None
+        if self.accept is not None and self.accept(got):
+            self.node_id, self.accept = got, None
         if got != self.node_id:
             await trio.aclose_forcefully(stream)
             raise WrongNodeIdentity(self.node_id, got)
+        self.peer_certificate = stream.getpeercert(binary_form=True) or b""
         return _Connection(stream)
 
     async def _request(
@@ -277,6 +308,7 @@ class NodeClient:
         signed: bool = False,
         content_type: str = JSON_TYPE,
         extra_headers: list[tuple[str, str]] | None = None,
+        signer: DeviceKey | None = None,
     ) -> _Response:
         if self._closed:
             raise NodeUnavailable(f"client for node {self.node_id} is closed")
@@ -294,7 +326,7 @@ class NodeClient:
                     headers.append(("content-type", content_type))
                 if signed:  # fresh nonce per attempt: a retry is not a replay
                     headers += sign_request(
-                        self.key, method, path, body_hex, self.node_id, time.time()
+                        signer or self.key, method, path, body_hex, self.node_id, time.time()
                     )
                 try:
                     with trio.fail_after(self.timeouts.request):

@@ -18,6 +18,7 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024
 MAX_WRITE_BODY = 8 * 1024 * 1024
 MAX_CONTROL_BODY = 64 * 1024
+MAX_RECORD_BODY = 1024 * 1024
 MAX_SHARE_SIZE = 64 * 1024**3
 MAX_SHNUM = 255
 MAX_LEASE_SECONDS = 10 * 365 * 86400
@@ -42,6 +43,7 @@ class Route:
     si: bytes = b""
     shnum: int = -1
     offset: int = -1
+    name: str = ""  # record writer ID, or extension name
 
 
 # action: (method, pattern)
@@ -57,7 +59,18 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("seal", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/seal")),
     ("lease", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/lease")),
 ]
-SIGNED_ACTIONS = frozenset({"create", "write", "seal", "lease", "delete"})
+_WRITER = r"([a-z2-7]{32})"
+_SEQ = r"([1-9][0-9]{0,18})"
+_NAMED_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
+    ("records_list", "GET", re.compile(rf"/v1/records/{_WRITER}/after/(0|{_SEQ[1:-1]})")),
+    ("records_put", "PUT", re.compile(rf"/v1/records/{_WRITER}/{_SEQ}")),
+    ("records_prune", "DELETE", re.compile(rf"/v1/records/{_WRITER}/upto/{_SEQ}")),
+    ("ext", "POST", re.compile(r"/v1/ext/([a-z][a-z0-9-]{0,31})")),
+]
+SIGNED_ACTIONS = frozenset(
+    {"create", "write", "seal", "lease", "delete", "records_put", "records_prune"}
+)
+MAX_RECORD_SEQ = (1 << 63) - 1
 
 
 def parse_target(method: str, target: bytes) -> Route:
@@ -90,6 +103,18 @@ def parse_target(method: str, target: bytes) -> Route:
             raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
         offset = int(groups[2]) if len(groups) > 2 else -1
         return Route(action, si, shnum, offset)
+    for action, route_method, pattern in _NAMED_ROUTES:
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        if route_method != method:
+            methods_seen.append(route_method)
+            continue
+        groups = match.groups()
+        number = int(groups[1]) if len(groups) > 1 else -1
+        if number > MAX_RECORD_SEQ:
+            raise RequestError(400, f"record number must be at most {MAX_RECORD_SEQ}")
+        return Route(action, offset=number, name=groups[0])
     if methods_seen:
         raise RequestError(405, f"method {method} not allowed here")
     raise RequestError(404, "no such endpoint")
@@ -101,6 +126,13 @@ def share_path(si: bytes, shnum: int | None = None, suffix: str = "") -> str:
     if shnum is not None:
         path += f"/{shnum}"
     return path + suffix
+
+
+def records_path(writer: str, seq: int | None = None, *, after: int | None = None) -> str:
+    """Client side: the path of a record, or of a listing after a sequence number."""
+    if after is not None:
+        return f"/v1/records/{writer}/after/{after}"
+    return f"/v1/records/{writer}/{seq}"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int]:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from desktop.agent.records import (
+from desktop.agent.records import RecordError, RecordStore
+from desktop.net.records_wire import (
     MAX_RECORD_SIZE,
     Record,
-    RecordError,
-    RecordStore,
+    RecordWireError,
     decode_records,
     encode_records,
 )
@@ -69,5 +69,5 @@ def test_wire_form_round_trips_and_rejects_truncation() -> None:
     records = [Record(1, b""), Record(2**40, b"abc")]
     body = encode_records(records)
     assert decode_records(body) == records
-    with pytest.raises(RecordError, match="truncated"):
+    with pytest.raises(RecordWireError, match="truncated"):
         decode_records(body[:-1])
