@@ -140,6 +140,42 @@ class Encoder:
             self._remaining -= 1
         return EncodedSegment(index, blocks)
 
+    def encode_subset(
+        self, index: int, data: bytes | bytearray | memoryview, shnums: Sequence[int]
+    ) -> dict[int, Block]:
+        """Blocks of segment `index` for the chosen share numbers only, without recording
+        anything (thread-safe, repeatable): used to re-create one share for another node while
+        the source is still at hand. The caller checks the blocks against the finished trees."""
+        layout = self.layout
+        expected = layout.segment_length(index)
+        if len(data) != expected:
+            raise InputSizeError(
+                f"segment {index} has {len(data)} bytes, expected {expected}"
+                " (did the file change while it was read?)"
+            )
+        k, n = self.params.k, self.params.n
+        wanted = sorted(set(shnums))
+        if any(not 0 <= s < n for s in wanted):
+            raise ParamsError(f"share numbers must be in 0..{n - 1}, got {wanted}")
+        block_size = layout.block_length(index)
+        buf = bytearray(k * block_size)
+        view = memoryview(buf)
+        self._aead.encrypt_into(
+            segment_nonce(index),
+            data,
+            segment_aad(self.storage_index, index, index == layout.num_segments - 1),
+            view[: expected + TAG_SIZE],
+        )
+        primaries = tuple(view[i * block_size : (i + 1) * block_size] for i in range(k))
+        out: dict[int, Block] = {s: primaries[s] for s in wanted if s < k}
+        parity_nums = tuple(s for s in wanted if s >= k)
+        if parity_nums:
+            for shnum, block in zip(
+                parity_nums, self._zfec.encode(primaries, parity_nums), strict=True
+            ):
+                out[shnum] = block
+        return out
+
     def finish(self) -> FinishedEncoding:
         """Build trees, manifest and cap once every segment is encoded."""
         with self._lock:

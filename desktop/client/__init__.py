@@ -1,0 +1,1 @@
+"""PermaCloud client engine: uploads to and downloads from many storage nodes."""
