@@ -22,12 +22,13 @@ import blake3
 from rich.console import Console
 from rich.table import Table
 
+from desktop.cli import demo_nodes
 from desktop.core.decoder import ShareReader, decode_stream
 from desktop.core.encoder import encode_stream
 from desktop.core.errors import PermaCloudError
 from desktop.core.params import DEFAULT_SEGMENT_SIZE, EncodingParams
 
-DEMO_MODULES: list[ModuleType] = []
+DEMO_MODULES: list[ModuleType] = [demo_nodes]
 GENERATED_SIZE = 32 * 1024 * 1024
 
 if TYPE_CHECKING:

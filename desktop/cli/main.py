@@ -13,17 +13,25 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from desktop import __version__
+from desktop.cli import account as account_command
+from desktop.cli import daemon_cmd as daemon_command
 from desktop.cli import demo as demo_command
 from desktop.cli import desktop_install as desktop_install_command
+from desktop.cli import files as files_command
 from desktop.cli import node as node_command
+from desktop.cli import transfer as transfer_command
 from desktop.cli import tray as tray_command
 from desktop.core.errors import PermaCloudError
 
 COMMAND_MODULES: list[ModuleType] = [
+    account_command,
+    daemon_command,
+    files_command,
     node_command,
     tray_command,
     desktop_install_command,
     demo_command,
+    transfer_command,
 ]
 
 

@@ -75,8 +75,9 @@ async def locate_shares(
     k: int = 0,
     options: DownloadOptions | None = None,
     skip: frozenset[str] = frozenset(),
-) -> tuple[dict[str, dict[int, int]], set[str]]:
-    """Ask nodes which sealed shares they hold: ({node: {shnum: size}}, nodes that answered).
+) -> tuple[dict[str, dict[int, int]], set[str], dict[str, str]]:
+    """Ask nodes which sealed shares they hold: ({node: {shnum: size}}, nodes that answered,
+    {node: why it failed}).
 
     With `want`, returns once that many distinct shares are known (after a short grace, or at
     once when the k primaries are among them); with None, waits for every node (or timeout).
@@ -89,15 +90,15 @@ async def locate_shares(
     ]
     found: dict[str, dict[int, int]] = {}
     answered: set[str] = set()
+    failed: dict[str, str] = {}
     limiter = trio.CapacityLimiter(max(1, options.locate_parallel))
-    send, receive = trio.open_memory_channel[tuple[str, dict[int, int] | None]](math.inf)
+    Answer = tuple[str, dict[int, int] | str]
+    send, receive = trio.open_memory_channel[Answer](math.inf)
 
-    async def ask(
-        node_id: str, out: trio.MemorySendChannel[tuple[str, dict[int, int] | None]]
-    ) -> None:
+    async def ask(node_id: str, out: trio.MemorySendChannel[Answer]) -> None:
         async with out, limiter:
             started = time.monotonic()
-            result: dict[int, int] | None = None
+            result: dict[int, int] | str = f"no answer within {options.timeout:.1f} s"
             with trio.move_on_after(options.timeout):
                 try:
                     shares = await pool.client(node_id).list_shares(storage_index)
@@ -106,6 +107,7 @@ async def locate_shares(
                 except NodeError as error:
                     logger.info("node %s cannot list shares: %s", node_id, error)
                     pool.record_failure(node_id, error)
+                    result = str(error)
             await out.send((node_id, result))
 
     async with trio.open_nursery() as nursery:
@@ -114,6 +116,9 @@ async def locate_shares(
                 nursery.start_soon(ask, node_id, send.clone())
         with trio.move_on_after(options.locate_timeout) as scope:
             async for node_id, shares in receive:
+                if isinstance(shares, str):
+                    failed[node_id] = shares
+                    continue
                 answered.add(node_id)
                 if shares:
                     found[node_id] = shares
@@ -125,7 +130,7 @@ async def locate_shares(
                         break
                     scope.deadline = min(scope.deadline, trio.current_time() + options.locate_grace)
         nursery.cancel_scope.cancel()
-    return found, answered
+    return found, answered, failed
 
 
 class FileReader:
@@ -183,7 +188,7 @@ class FileReader:
         return self.planner.not_enough()
 
     async def _locate(self, want: int | None) -> None:
-        found, answered = await locate_shares(
+        found, answered, failed = await locate_shares(
             self.pool,
             self.si,
             want=want,
@@ -191,7 +196,9 @@ class FileReader:
             options=self.options,
             skip=frozenset(self.asked),
         )
-        self.asked |= answered
+        self.asked |= answered | set(failed)
+        for node_id, reason in failed.items():
+            self.planner.node_failed(node_id, reason)
         for node_id, shares in found.items():
             for shnum, size in shares.items():
                 self.sizes[(shnum, node_id)] = size
@@ -568,7 +575,7 @@ async def check_file(
     parsed = parse_cap(cap) if isinstance(cap, str) else cap
     si = parsed.storage_index
     with single_error():
-        found, _ = await locate_shares(pool, si, want=None, options=options)
+        found, _, _ = await locate_shares(pool, si, want=None, options=options)
     order = [c.node_id for c in rendezvous_order(si, [Candidate(n) for n in found])]
     holders: dict[int, str] = {}
     for node_id in order:

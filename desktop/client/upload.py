@@ -32,7 +32,7 @@ import trio
 
 from desktop.client.errors import single_error
 from desktop.client.pool import NodePool
-from desktop.client.upload_plan import UploadTracker
+from desktop.client.upload_plan import NotEnoughNodes, UploadTracker
 from desktop.core.caps import ReadCap
 from desktop.core.decoder import ShareVerifier
 from desktop.core.encoder import Block, EncodedSegment, Encoder, FinishedEncoding, convergent_key
@@ -153,13 +153,16 @@ class _Upload:
         self.small = self.layout.share_size <= options.write_size
         candidates = self.pool.candidates()
         order = [c.node_id for c in choose_nodes(self.si, candidates, len(candidates))]
-        self.tracker = UploadTracker(
-            order,
-            total=self.params.n,
-            target=min(options.n, self.params.n),
-            happy=options.happy,
-            reachable=len(candidates),
-        )
+        try:
+            self.tracker = UploadTracker(
+                order,
+                total=self.params.n,
+                target=min(options.n, self.params.n),
+                happy=options.happy,
+                reachable=len(candidates),
+            )
+        except NotEnoughNodes as error:
+            raise NotEnoughNodes(f"{error}{self._offline_detail()}") from None
         capacity = max(2, options.write_size // max(self.layout.block_size, 1))
         started = time.monotonic()
         try:
@@ -174,12 +177,12 @@ class _Upload:
             with trio.CancelScope(shield=True):
                 await self._delete_all(self.created)
             raise
-        error = self.tracker.outcome_error()
+        failure = self.tracker.outcome_error()
         placements = self.tracker.placements()
-        if error is not None:
+        if failure is not None:
             with trio.CancelScope(shield=True):
                 await self._delete_all(self.created)
-            raise error
+            raise failure
         assert self.finished is not None
         if len(placements) < options.n:
             logger.warning(
@@ -196,6 +199,17 @@ class _Upload:
             self.tracker.bad_nodes or "none",
         )
         return UploadResult(self.finished.cap, self.source.size, placements)
+
+    def _offline_detail(self) -> str:
+        problems = [
+            f"{stats.node_id[:8]}: {stats.last_error}"
+            for stats in self.pool.stats.values()
+            if stats.online is False and stats.last_error
+        ]
+        if not problems:
+            return ""
+        more = f"; {len(problems) - 2} more" if len(problems) > 2 else ""
+        return f" ({'; '.join(problems[:2])}{more})"
 
     # ---- producer --------------------------------------------------------------------------
 

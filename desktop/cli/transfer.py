@@ -1,0 +1,139 @@
+"""`permacloud put FILE --nodes NODES` and `permacloud get CAP OUT --nodes NODES`.
+
+With `--nodes` the command is a one-shot client that talks to the listed nodes itself
+(`put_with_nodes` / `get_with_nodes`, callable on their own). Only the read cap goes to stdout,
+so `cap=$(permacloud put f --nodes n.toml)` works; progress goes to stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from desktop.client.download import download_to_file
+from desktop.client.pool import NodePool
+from desktop.client.upload import UploadOptions, upload_file
+from desktop.core.caps import parse_read_cap
+from desktop.core.errors import PermaCloudError
+from desktop.daemon.paths import app_paths
+from desktop.net.identity import DeviceKey
+from desktop.net.nodes_file import load_nodes_file
+
+CLIENT_KEY_FILE = "client_key.pem"
+ProgressCallback = Callable[[int, int], None]
+
+
+class TransferUsageError(PermaCloudError):
+    exit_code = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    put = subparsers.add_parser("put", help="upload a file; prints its read cap")
+    put.add_argument("file", type=Path, help="file to upload")
+    put.add_argument("--nodes", type=Path, required=True, help="nodes file (TOML)")
+    put.add_argument("--k", type=int, default=3, help="shares needed to read (default 3)")
+    put.add_argument("--n", type=int, default=10, help="shares stored (default 10)")
+    put.add_argument(
+        "--happy", type=int, default=7, help="nodes that must hold a share (default 7)"
+    )
+    put.add_argument(
+        "--spare", type=int, default=2, help="extra uploads started, slowest cancelled"
+    )
+    put.set_defaults(func=run_put)
+    get = subparsers.add_parser("get", help="download a file by its read cap")
+    get.add_argument("cap", help="read cap (pc1r:...)")
+    get.add_argument("out", type=Path, help="output file (written atomically)")
+    get.add_argument("--nodes", type=Path, required=True, help="nodes file (TOML)")
+    get.set_defaults(func=run_get)
+
+
+def client_key() -> DeviceKey:
+    """This device's signing key for shares it uploads (it owns them: renew, delete)."""
+    paths = app_paths().ensure()
+    return DeviceKey.load_or_create(paths.data_dir / CLIENT_KEY_FILE)
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[ProgressCallback | None]:
+    if not sys.stderr.isatty():
+        yield None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def put_with_nodes(
+    path: Path, nodes_file: Path, options: UploadOptions, progress: ProgressCallback | None = None
+) -> str:
+    """Upload `path` to the nodes listed in `nodes_file`; returns the read cap string."""
+    nodes = load_nodes_file(nodes_file)
+    if not path.exists():
+        raise TransferUsageError(f"{path} does not exist")
+    if not path.is_file():
+        raise TransferUsageError(f"{path} is not a regular file")
+    key = client_key()
+
+    async def main() -> str:
+        async with NodePool(key, nodes) as pool:
+            result = await upload_file(pool, path, options, progress=progress)
+            return result.cap.to_string()
+
+    return trio.run(main)
+
+
+def get_with_nodes(
+    cap_text: str, out: Path, nodes_file: Path, progress: ProgressCallback | None = None
+) -> int:
+    """Download the file named by `cap_text` to `out` (atomically); returns its size."""
+    cap = parse_read_cap(cap_text)
+    nodes = load_nodes_file(nodes_file)
+    if out.is_dir():
+        raise TransferUsageError(f"{out} is a directory; give the output file name")
+    key = client_key()
+
+    async def main() -> int:
+        async with NodePool(key, nodes) as pool:
+            return await download_to_file(pool, cap, out, progress=progress)
+
+    return trio.run(main)
+
+
+def run_put(args: argparse.Namespace) -> int:
+    options = UploadOptions(k=args.k, n=args.n, happy=args.happy, spare=args.spare)
+    with _progress(f"put {args.file.name}") as progress:
+        cap = put_with_nodes(args.file, args.nodes, options, progress)
+    print(cap, flush=True)
+    return 0
+
+
+def run_get(args: argparse.Namespace) -> int:
+    with _progress(f"get {args.out.name}") as progress:
+        get_with_nodes(args.cap, args.out, args.nodes, progress)
+    return 0
