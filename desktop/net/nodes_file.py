@@ -35,11 +35,16 @@ class NodeAddress:
         return f"{self.node_id}@{self.host}:{self.port}"
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:PORT`); ValueError when malformed."""
+class AddressError(NodesFileError, ValueError):
+    """Not a HOST:PORT address."""
+
+
+def parse_address(text: str, *, allow_any_port: bool = False) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`); port 0 ("any free port") only if `allow_any_port`."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"address {text!r} is not HOST:PORT")
+    low = 0 if allow_any_port else 1
+    if not sep or not host or not port.isdigit() or not low <= int(port) <= 65535:
+        raise AddressError(f"address {text!r} is not HOST:PORT")
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 

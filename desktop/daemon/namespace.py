@@ -1,0 +1,162 @@
+"""This device's replica of the account namespace, kept in step with the SQLite index.
+
+The pure `Replica` verifies and merges; this class persists what it accepted (entries, their
+effect on the materialized view, and what is still to publish) in one transaction, so a crash
+between "the user was told" and "the network has it" loses nothing: the outbox is replayed.
+Synchronous: the daemon calls it from one worker thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from desktop.core.errors import PermaCloudError
+from desktop.core.namespace import (
+    DeviceCertificate,
+    DirInfo,
+    Entry,
+    FileInfo,
+    LinkInfo,
+    LogWriter,
+    NamespaceError,
+    Op,
+    Replica,
+    Version,
+    ViewNode,
+    decode_entry,
+    normalize_path,
+)
+from desktop.core.namespace.keys import PrivateKeyLike
+from desktop.core.namespace.paths import basename, parent
+from desktop.daemon.index import Index, ViewRow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    merged: int
+    changed: set[str]
+    rejected: list[str]
+
+
+def view_row(node: ViewNode) -> ViewRow:
+    path = node.path
+    folder = parent(path) if path != "/" else ""
+    name = basename(path) if path != "/" else ""
+    info = node.node
+    if isinstance(info, FileInfo):
+        return ViewRow(
+            path,
+            folder,
+            name,
+            "file",
+            cap=info.cap,
+            size=info.size,
+            mtime_ns=info.mtime_ns,
+            mode=info.mode,
+            content_hash=info.content_hash,
+            conflict_of=node.conflict_of,
+        )
+    if isinstance(info, LinkInfo):
+        return ViewRow(path, folder, name, "link", target=info.target, mtime_ns=info.mtime_ns)
+    assert isinstance(info, DirInfo)
+    return ViewRow(path, folder, name, "dir", mode=info.mode)
+
+
+class Namespace:
+    def __init__(
+        self, index: Index, account_public_key: bytes, device_private_key: PrivateKeyLike
+    ) -> None:
+        self.index = index
+        self.replica = Replica(account_public_key)
+        self.account_id = self.replica.account_id
+        self._writer = LogWriter(self.account_id, device_private_key)
+        self.device_id = self._writer.device_id
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the in-memory replica from the index (certificates, then every log)."""
+        for data in self.index.certificates():
+            self.replica.add_certificate(DeviceCertificate.from_bytes(data))
+        for device, seq, data in self.index.entries():
+            try:
+                self.replica.receive(decode_entry(data))
+            except PermaCloudError as error:
+                logger.error("stored entry %s/%d rejected: %s", device, seq, error)
+        self._writer.head = self.replica.head(self.device_id)
+        rows = [view_row(n) for n in self.replica.view.tree().values()]
+        self.index.replace_view(rows)
+
+    # --- membership -------------------------------------------------------------------------
+
+    def add_certificate(self, data: bytes, *, publish: bool) -> list[str]:
+        cert = DeviceCertificate.from_bytes(data)
+        cert.verify_signature()
+        added = self.replica.add_certificate(cert)
+        self.index.add_certificate(cert.device_id, data, publish=publish)
+        return added
+
+    def devices(self) -> list[DeviceCertificate]:
+        return self.replica.membership.devices()
+
+    # --- local changes ----------------------------------------------------------------------
+
+    def append(self, op: Op) -> Entry:
+        """Sign, merge and durably store one local operation (then it is safe to acknowledge)."""
+        self._writer.head = self.replica.head(self.device_id)
+        entry = self._writer.append(op, self.replica.knowledge(), int(time.time() * 1000))
+        changed = self.replica.apply(entry)
+        self._persist([entry], changed, publish=True)
+        return entry
+
+    # --- remote changes ---------------------------------------------------------------------
+
+    def receive(self, entries: Iterable[Entry]) -> ReceiveResult:
+        accepted: list[Entry] = []
+        changed: set[str] = set()
+        rejected: list[str] = []
+        for entry in entries:
+            if (
+                entry.device_id == self.device_id
+                and entry.seq <= self.replica.head(self.device_id).seq
+            ):
+                continue
+            try:
+                changed |= self.replica.receive(entry)
+            except NamespaceError as error:
+                rejected.append(str(error))
+                logger.warning("rejected log entry: %s", error)
+                continue
+            accepted.append(entry)
+        if accepted:
+            self._persist(accepted, changed, publish=False)
+        return ReceiveResult(len(accepted), changed, rejected)
+
+    def _persist(self, entries: list[Entry], changed: set[str], *, publish: bool) -> None:
+        rows: list[ViewRow] = []
+        removed: list[str] = []
+        for path in changed:
+            node = self.replica.view.node(path)
+            if node is None:
+                removed.append(path)
+            else:
+                rows.append(view_row(node))
+        self.index.add_entries(
+            ((e.device_id, e.seq, e.to_bytes()) for e in entries), rows, removed, publish=publish
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def head_seq(self, device_id: str) -> int:
+        return self.replica.head(device_id).seq
+
+    def node(self, path: str) -> ViewNode | None:
+        return self.replica.view.node(normalize_path(path))
+
+    def versions(self, path: str) -> list[Version]:
+        return self.replica.view.versions(normalize_path(path))

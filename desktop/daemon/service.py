@@ -1,0 +1,306 @@
+"""The daemon: one trio nursery running this device's node, client engine, IPC and replication.
+
+Local state lives in the SQLite index and is only touched from one worker thread at a time (the
+`db` limiter), so trio never blocks on disk. Anything the user was told succeeded is in the index
+before the reply; publishing to the network follows from the outbox and survives restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import trio
+
+from desktop.agent.human_values import parse_size
+from desktop.agent.node import NodeConfig, RunningNode, serve_node
+from desktop.client.pool import NodePool
+from desktop.core.errors import PermaCloudError
+from desktop.core.namespace import DeviceCertificate
+from desktop.daemon.account import AccountKeys, load_keys
+from desktop.daemon.config import DeviceConfig, load_config
+from desktop.daemon.index import Index
+from desktop.daemon.ipc_server import EventBus, IpcServer
+from desktop.daemon.namespace import Namespace
+from desktop.daemon.paths import AppPaths
+from desktop.daemon.replication import (
+    cert_record,
+    decode_account_record,
+    decode_entries,
+    fetch_records,
+    node_record,
+    publish_account_record,
+    publish_record,
+)
+from desktop.daemon.secrets import open_secret_store
+from desktop.net.identity import node_id_from_public_key
+from desktop.net.nodes_file import NodeAddress, parse_address
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+REPLICATION_INTERVAL = 2.0
+REFRESH_INTERVAL = 10.0
+
+
+class DaemonAlreadyRunning(PermaCloudError):
+    """Another daemon holds this device's lock."""
+
+
+def acquire_lock(path: Path) -> int:
+    """An exclusive lock for the life of the process (released by the kernel even on kill -9)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DaemonAlreadyRunning(
+            f"another PermaCloud daemon is already running for {path.parent}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+@dataclass
+class Activity:
+    """Recent things worth telling the user (the tray's activity menu)."""
+
+    items: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+
+    def add(self, kind: str, text: str) -> None:
+        self.items.appendleft({"time": time.time(), "kind": kind, "text": text})
+
+
+class Daemon:
+    def __init__(self, paths: AppPaths, config: DeviceConfig, keys: AccountKeys) -> None:
+        self.paths = paths
+        self.config = config
+        self.keys = keys
+        self.index = Index(paths.data_dir / "index.sqlite3")
+        self.namespace = Namespace(self.index, keys.account_public, keys.device_key.private_key)
+        self.pool = NodePool(keys.device_key, [])
+        self.bus = EventBus()
+        self.activity = Activity()
+        self.node: RunningNode | None = None
+        self.started = time.time()
+        self._db = trio.CapacityLimiter(1)
+        self._wake = trio.Event()
+        self._shutdown = trio.Event()
+        self.extra_status: dict[str, Callable[[], Any]] = {}
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run index/namespace work in the one database thread."""
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db)
+
+    def wake_replication(self) -> None:
+        self._wake.set()
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def known_node_addresses(self) -> list[NodeAddress]:
+        found: dict[str, NodeAddress] = {}
+        for row in self.index.nodes():
+            try:
+                host, port = parse_address(row.address)
+            except PermaCloudError:
+                continue
+            found[row.id] = NodeAddress(row.id, host, port)
+        for known in self.config.known_nodes:
+            host, port = parse_address(known.address)
+            found.setdefault(known.id, NodeAddress(known.id, host, port))
+        return list(found.values())
+
+    async def refresh_nodes(self) -> None:
+        addresses = await self.db(self.known_node_addresses)
+        self.pool.update(addresses)
+        await self.pool.refresh()
+
+    # --- replication ------------------------------------------------------------------------
+
+    async def publish_outbox(self) -> int:
+        """Push every unpublished entry and certificate; keep what no node took for later."""
+        outbox = await self.db(self.index.outbox)
+        done: list[tuple[str, str, int]] = []
+        certs: dict[str, bytes] = {}
+        if any(kind == "cert" for kind, _, _ in outbox):
+            for cert_bytes in await self.db(self.index.certificates):
+                certs[DeviceCertificate.from_bytes(cert_bytes).device_id] = cert_bytes
+        for kind, key, seq in outbox:
+            if kind == "entry":
+                entry: bytes | None = await self.db(self.index.entry, key, seq)
+                if entry is None:
+                    done.append((kind, key, seq))
+                    continue
+                stored = await publish_record(
+                    self.pool, self.keys, self.keys.device_key, seq, entry
+                )
+            elif kind == "cert" and key in certs:
+                stored = await publish_account_record(self.pool, self.keys, cert_record(certs[key]))
+            elif kind == "node":
+                own = self.node_address()
+                stored = await publish_account_record(
+                    self.pool,
+                    self.keys,
+                    node_record(self.keys.device_key.node_id, own, self.config.device_name),
+                )
+            else:
+                stored = 1
+            if stored:
+                done.append((kind, key, seq))
+        if done:
+            await self.db(self.index.mark_published, done)
+        return len(outbox) - len(done)
+
+    async def fetch_account_log(self) -> None:
+        after = int(await self.db(self.index.get_meta, "account_log_seq") or 0)
+        records = await fetch_records(self.pool, self.keys, self.keys.account_writer, after)
+        for seq, data in records:
+            try:
+                record = decode_account_record(data)
+                if record.kind == "cert":
+                    added = await self.db(
+                        self.namespace.add_certificate,
+                        base64.b64decode(record.body["data"]),
+                        publish=False,
+                    )
+                    for device in added:
+                        self.activity.add("device", f"device {device[:8]} joined the account")
+                elif record.kind == "node":
+                    node_id, address = str(record.body["id"]), str(record.body["address"])
+                    await self.db(self.index.upsert_node, node_id, address, "account")
+            except (PermaCloudError, KeyError, ValueError) as error:
+                logger.warning("skipping account record %d: %s", seq, error)
+        if records:
+            await self.db(self.index.set_meta, "account_log_seq", str(records[-1][0]))
+
+    async def fetch_device_logs(self) -> int:
+        merged = 0
+        for cert in await self.db(self.namespace.devices):
+            if cert.device_id == self.namespace.device_id:
+                continue
+            writer = node_id_from_public_key(cert.device_public_key)
+            after = await self.db(self.namespace.head_seq, cert.device_id)
+            records = await fetch_records(self.pool, self.keys, writer, after)
+            if not records:
+                continue
+            result = await self.db(self.namespace.receive, decode_entries(records))
+            merged += result.merged
+            for reason in result.rejected:
+                self.activity.add("error", reason)
+                self.bus.publish(
+                    "notify", {"kind": "error", "title": "Rejected change", "text": reason}
+                )
+            if result.changed:
+                self.bus.publish("namespace", {"changed": sorted(result.changed)})
+        return merged
+
+    async def replicate_once(self) -> None:
+        await self.publish_outbox()
+        await self.fetch_account_log()
+        await self.fetch_device_logs()
+
+    async def replication_loop(self) -> None:
+        while True:
+            try:
+                await self.replicate_once()
+            except PermaCloudError as error:
+                logger.warning("replication: %s", error)
+            with trio.move_on_after(REPLICATION_INTERVAL):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def refresh_loop(self) -> None:
+        while True:
+            await trio.sleep(REFRESH_INTERVAL)
+            await self.refresh_nodes()
+
+    def node_address(self) -> str:
+        if self.node is None:
+            return self.config.node.listen
+        return f"{self.node.host}:{self.node.port}"
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self, ready: Callable[[Daemon], None] | None = None) -> None:
+        """Serve until `request_shutdown`; cleanup runs shielded so a shutdown is clean."""
+        from desktop.daemon.handlers import build_handlers
+
+        await self.db(self.namespace.load)
+        host, port = parse_address(self.config.node.listen)
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.config.node.enabled:
+                    node_config = NodeConfig(
+                        data_dir=self.paths.data_dir / "node",
+                        quota=parse_size(self.config.node.quota),
+                        host=host,
+                        port=port,
+                        key=self.keys.device_key,
+                        extensions=build_extensions(self),
+                    )
+                    self.node = await nursery.start(serve_node, node_config)
+                    await self.db(
+                        self.index.upsert_node, self.node.node_id, self.node_address(), "self"
+                    )
+                await self.refresh_nodes()
+                server = IpcServer(self.paths.socket_path, build_handlers(self), self.bus)
+                await nursery.start(server.serve)
+                nursery.start_soon(self.replication_loop)
+                nursery.start_soon(self.refresh_loop)
+                logger.info("daemon ready: device %s", self.config.device_name)
+                if ready is not None:
+                    ready(self)
+                await self._shutdown.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.pool.aclose()
+            self.index.close()
+
+
+def build_extensions(daemon: Daemon) -> dict[str, Any]:
+    from desktop.daemon.join import inviter_join_handler
+
+    return {"join": inviter_join_handler(daemon)}
+
+
+async def run_daemon(paths: AppPaths, ready: Callable[[Daemon], None] | None = None) -> None:
+    """The `permacloud daemon` process: lock, load, serve until SIGTERM/SIGINT."""
+    paths.ensure()
+    lock_fd = acquire_lock(paths.data_dir / "daemon.lock")
+    try:
+        config = load_config(paths.config_file)
+        store = open_secret_store(
+            config.home_id, paths.data_dir / "secrets.json", prefer=config.secret_store
+        )
+        keys = load_keys(store)
+        daemon = Daemon(paths, config, keys)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def watch_signals() -> None:
+                    async for signum in signals:
+                        logger.info("signal %d: shutting down", signum)
+                        daemon.request_shutdown()
+                        return
+
+                nursery.start_soon(watch_signals)
+                await daemon.run(ready)
+                nursery.cancel_scope.cancel()
+    finally:
+        os.close(lock_fd)
