@@ -104,6 +104,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         index.add_certificate(cert.device_id, cert.to_bytes(), publish=True)
         index.enqueue("node", keys.device_key.node_id, 0)
+        for node in known:
+            index.enqueue("node", node.id, 0)
     finally:
         index.close()
     if config.secret_store == "file":

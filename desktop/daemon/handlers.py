@@ -18,6 +18,7 @@ import blake3
 import trio
 
 from desktop.client.download import download_to_file
+from desktop.client.errors import single_error
 from desktop.client.upload import UploadOptions, upload_file
 from desktop.core.caps import parse_read_cap
 from desktop.core.errors import PermaCloudError
@@ -94,10 +95,11 @@ async def progress_events(ctx: CallContext) -> AsyncIterator[Callable[[int, int]
                 sent = latest[0]
                 await ctx.progress(done=sent[0], total=sent[1])
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sender)
-        yield report
-        nursery.cancel_scope.cancel()
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            yield report
+            nursery.cancel_scope.cancel()
 
 
 def _local_path(params: dict[str, Any], name: str) -> Path:

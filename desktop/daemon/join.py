@@ -32,7 +32,7 @@ from desktop.core.invite import (
 from desktop.core.namespace import issue_certificate
 from desktop.core.namespace.canonical import decode as canonical_decode
 from desktop.core.namespace.canonical import unb64
-from desktop.daemon.replication import node_record
+from desktop.daemon.replication import node_record, publish_account_record
 from desktop.net.errors import NodeError
 from desktop.net.identity import DeviceKey, node_id_from_public_key
 from desktop.net.node_client import NodeClient, Timeouts
@@ -103,11 +103,12 @@ async def _grant(
     """What the joiner receives; also records its node in the account log."""
     keys = daemon.keys
     node_id = node_id_from_public_key(joiner_key)
-    nodes = [{"id": row.id, "address": row.address} for row in await daemon.db(daemon.index.nodes)]
+    nodes = [
+        {"id": node.node_id, "address": f"{node.host}:{node.port}"}
+        for node in await daemon.db(daemon.known_node_addresses)
+    ]
     if address:
         await daemon.db(daemon.index.upsert_node, node_id, address, "account")
-        from desktop.daemon.replication import publish_account_record
-
         try:
             await publish_account_record(daemon.pool, keys, node_record(node_id, address, name))
         except (PermaCloudError, NodeError) as error:

@@ -152,11 +152,16 @@ class Daemon:
             elif kind == "cert" and key in certs:
                 stored = await publish_account_record(self.pool, self.keys, cert_record(certs[key]))
             elif kind == "node":
-                own = self.node_address()
+                address = self.node_address() if key == self.keys.device_key.node_id else None
+                for known in await self.db(self.known_node_addresses):
+                    if known.node_id == key and address is None:
+                        address = f"{known.host}:{known.port}"
+                name = self.config.device_name if key == self.keys.device_key.node_id else ""
+                if address is None:
+                    done.append((kind, key, seq))
+                    continue
                 stored = await publish_account_record(
-                    self.pool,
-                    self.keys,
-                    node_record(self.keys.device_key.node_id, own, self.config.device_name),
+                    self.pool, self.keys, node_record(key, address, name)
                 )
             else:
                 stored = 1
