@@ -1,8 +1,10 @@
-"""`permacloud put FILE --nodes NODES` and `permacloud get CAP OUT --nodes NODES`.
+"""`permacloud put` and `get`: through the daemon, or one-shot against a nodes file.
 
-With `--nodes` the command is a one-shot client that talks to the listed nodes itself
-(`put_with_nodes` / `get_with_nodes`, callable on their own). Only the read cap goes to stdout,
-so `cap=$(permacloud put f --nodes n.toml)` works; progress goes to stderr when it is a terminal.
+`put LOCAL PATH` / `get PATH LOCAL` (or `get LINK LOCAL`) go through this device's daemon and its
+namespace. With `--nodes` the command is a one-shot client that talks to the listed nodes itself
+(`put_with_nodes` / `get_with_nodes`): `put FILE --nodes N` prints only the read cap on stdout,
+so `cap=$(permacloud put f --nodes n.toml)` works; `get CAP OUT --nodes N` reads it back.
+Progress goes to stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from desktop.cli.common import call_with_progress, console, human_size, print_json
 from desktop.client.download import download_to_file
 from desktop.client.pool import NodePool
 from desktop.client.upload import UploadOptions, upload_file
@@ -41,9 +44,13 @@ class TransferUsageError(PermaCloudError):
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    put = subparsers.add_parser("put", help="upload a file; prints its read cap")
+    put = subparsers.add_parser(
+        "put", help="store a file in the cloud (PATH), or print its read cap (--nodes)"
+    )
     put.add_argument("file", type=Path, help="file to upload")
-    put.add_argument("--nodes", type=Path, required=True, help="nodes file (TOML)")
+    put.add_argument("path", nargs="?", help="where in the cloud (through the daemon)")
+    put.add_argument("--nodes", type=Path, help="one-shot: upload to these nodes (TOML)")
+    put.add_argument("--json", action="store_true", help="machine-readable output")
     put.add_argument("--k", type=int, default=3, help="shares needed to read (default 3)")
     put.add_argument("--n", type=int, default=10, help="shares stored (default 10)")
     put.add_argument(
@@ -53,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--spare", type=int, default=2, help="extra uploads started, slowest cancelled"
     )
     put.set_defaults(func=run_put)
-    get = subparsers.add_parser("get", help="download a file by its read cap")
-    get.add_argument("cap", help="read cap (pc1r:...)")
+    get = subparsers.add_parser("get", help="download a file (cloud PATH, share link or cap)")
+    get.add_argument("cap", help="cloud path, share link (permacloud:...) or read cap (pc1r:...)")
     get.add_argument("out", type=Path, help="output file (written atomically)")
-    get.add_argument("--nodes", type=Path, required=True, help="nodes file (TOML)")
+    get.add_argument("--nodes", type=Path, help="one-shot: read from these nodes (TOML)")
     get.set_defaults(func=run_get)
 
 
@@ -126,6 +133,22 @@ def get_with_nodes(
 
 
 def run_put(args: argparse.Namespace) -> int:
+    if args.nodes is None:
+        if args.path is None:
+            raise TransferUsageError("give the cloud PATH to store to, or --nodes NODES_FILE")
+        local = args.file.resolve()
+        if not local.is_file():
+            raise TransferUsageError(f"{args.file} is not a regular file")
+        result = call_with_progress(
+            "put", {"local": str(local), "path": args.path}, f"put {local.name}"
+        )
+        if args.json:
+            print_json(result)
+        else:
+            console.print(f"stored {result['path']} ({human_size(result['size'])})")
+        return 0
+    if args.path is not None:
+        raise TransferUsageError("with --nodes, put takes only the FILE (it prints a read cap)")
     options = UploadOptions(k=args.k, n=args.n, happy=args.happy, spare=args.spare)
     with _progress(f"put {args.file.name}") as progress:
         cap = put_with_nodes(args.file, args.nodes, options, progress)
@@ -134,6 +157,13 @@ def run_put(args: argparse.Namespace) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
+    if args.nodes is None:
+        local = args.out.resolve()
+        result = call_with_progress(
+            "get", {"path": args.cap, "local": str(local)}, f"get {args.out.name}"
+        )
+        console.print(f"wrote {result['local']} ({human_size(result['size'])})")
+        return 0
     with _progress(f"get {args.out.name}") as progress:
         get_with_nodes(args.cap, args.out, args.nodes, progress)
     return 0

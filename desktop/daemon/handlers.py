@@ -139,7 +139,13 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
                 "used_donated_bytes": used,
             },
             "pending": {"publish": len(outbox)},
-            "sync": {"state": "idle", "pending": 0, "conflicts": 0, "folder": None, "error": None},
+            "sync": {
+                "state": "paused" if daemon.sync_paused else ("syncing" if outbox else "idle"),
+                "pending": len(outbox),
+                "conflicts": await daemon.db(index.conflict_count),
+                "folder": None,
+                "error": None,
+            },
             "agent": {
                 "mode": "serving",
                 "reason": "no scheduler configured",
@@ -312,6 +318,19 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         await daemon.replicate_once()
         return {"pending": len(await daemon.db(index.outbox))}
 
+    async def sync_pause(params: dict[str, Any], ctx: CallContext) -> Any:
+        daemon.sync_paused = True
+        daemon.activity.add("sync", "sync paused")
+        daemon.bus.publish("status", {"sync": "paused"})
+        return {}
+
+    async def sync_resume(params: dict[str, Any], ctx: CallContext) -> Any:
+        daemon.sync_paused = False
+        daemon.activity.add("sync", "sync resumed")
+        daemon.wake_replication()
+        daemon.bus.publish("status", {"sync": "resumed"})
+        return {}
+
     async def shutdown(params: dict[str, Any], ctx: CallContext) -> Any:
         daemon.request_shutdown()
         return {}
@@ -331,5 +350,7 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         "nodes": nodes,
         "activity": activity,
         "replicate": sync_now,
+        "sync.pause": sync_pause,
+        "sync.resume": sync_resume,
         "shutdown": shutdown,
     }

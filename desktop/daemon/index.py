@@ -212,6 +212,10 @@ class Index:
         cursor = self._db.execute("SELECT * FROM view WHERE parent = ? ORDER BY name", (path,))
         return [ViewRow(*row) for row in cursor]
 
+    def conflict_count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM view WHERE conflict_of IS NOT NULL").fetchone()
+        return int(row[0])
+
     def view_totals(self) -> tuple[int, int]:
         """(number of files, bytes in them)."""
         row = self._db.execute(

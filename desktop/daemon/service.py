@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-REPLICATION_INTERVAL = 2.0
+REPLICATION_INTERVAL = float(os.environ.get("PERMACLOUD_REPLICATION_INTERVAL", "2.0"))
 REFRESH_INTERVAL = 10.0
 
 
@@ -98,6 +98,7 @@ class Daemon:
         self._db = trio.CapacityLimiter(1)
         self._wake = trio.Event()
         self._shutdown = trio.Event()
+        self.sync_paused = False
         self.extra_status: dict[str, Callable[[], Any]] = {}
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -220,9 +221,11 @@ class Daemon:
         await self.fetch_device_logs()
 
     async def replication_loop(self) -> None:
+        """Publish and fetch every few seconds, at once when woken; nothing while paused."""
         while True:
             try:
-                await self.replicate_once()
+                if not self.sync_paused:
+                    await self.replicate_once()
             except PermaCloudError as error:
                 logger.warning("replication: %s", error)
             with trio.move_on_after(REPLICATION_INTERVAL):

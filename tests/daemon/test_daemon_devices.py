@@ -1,0 +1,258 @@
+"""Two real devices (daemons with their own PERMACLOUD_HOME) and real nodes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_daemon import Device, DeviceFactory, run_cli
+from helpers_nodes import NodeFactory, NodeProcess, write_nodes_toml
+
+from desktop.core.namespace import decode_entry
+from desktop.daemon.account import RecordCipher
+from desktop.daemon.ipc_client import DaemonError
+
+
+@pytest.fixture
+def devices(tmp_path: Path) -> Iterator[DeviceFactory]:
+    factory = DeviceFactory(tmp_path / "devices")
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def nodes(node_factory: NodeFactory) -> list[NodeProcess]:
+    return node_factory.start_many(8, quota="2G")
+
+
+@pytest.fixture
+def nodes_file(tmp_path: Path, nodes: list[NodeProcess]) -> Path:
+    return write_nodes_toml(tmp_path / "nodes.toml", nodes)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _names(device: Device, folder: str) -> set[str]:
+    return {row["name"] for row in device.call("ls", {"path": folder})}
+
+
+def _pair(devices: DeviceFactory, nodes_file: Path) -> tuple[Device, Device]:
+    alice = devices.init("alice", nodes_file).start()
+    code = alice.cli_json("invite")["code"]
+    bob = devices.join("bob", code).start()
+    return alice, bob
+
+
+def test_two_devices_share_one_namespace(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice, bob = _pair(devices, nodes_file)
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    local = _write(tmp_path / "report.pdf", payload)
+    alice.cli("mkdir", "/docs")
+    alice.cli("put", str(local), "/docs/report.pdf")
+
+    bob.wait_until(lambda: "report.pdf" in _names(bob, "/docs"), what="report.pdf on bob")
+    out = tmp_path / "from-bob.pdf"
+    bob.cli("get", "/docs/report.pdf", str(out))
+    assert out.read_bytes() == payload
+
+    listing = bob.cli_json("ls", "/docs")
+    assert listing[0]["size"] == len(payload)
+
+    # A share link reads the file with nothing but the link and the network.
+    link = alice.cli("share", "/docs/report.pdf").stdout.strip()
+    assert link.startswith("permacloud:pc1r:")
+    via_link = tmp_path / "via-link.pdf"
+    bob.cli("get", link, str(via_link))
+    assert via_link.read_bytes() == payload
+
+    # Edit on bob, history on alice, restore the first version.
+    _write(local, b"second version")
+    bob.cli("put", str(local), "/docs/report.pdf")
+    alice.wait_until(
+        lambda: len(alice.call("versions", {"path": "/docs/report.pdf"})) == 2, what="2 versions"
+    )
+    alice.cli("restore", "/docs/report.pdf", "--version", "1")
+    back = tmp_path / "restored.pdf"
+    bob.wait_until(
+        lambda: len(bob.call("versions", {"path": "/docs/report.pdf"})) == 3, what="restore"
+    )
+    bob.cli("get", "/docs/report.pdf", str(back))
+    assert back.read_bytes() == payload
+
+    # rm on alice disappears on bob, and stays in history.
+    alice.cli("rm", "/docs/report.pdf")
+    bob.wait_until(lambda: "report.pdf" not in _names(bob, "/docs"), what="rm on bob")
+    assert bob.call("versions", {"path": "/docs/report.pdf"})[-1]["deleted"] is True
+
+    status = bob.cli_json("status")
+    assert status["nodes"]["online"] >= 8
+    assert status["device"]["account"] == alice.cli_json("status")["device"]["account"]
+
+
+def test_concurrent_edits_keep_both_as_a_conflict_copy(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice, bob = _pair(devices, nodes_file)
+    for device in (alice, bob):
+        device.cli("mkdir", "/notes") if device is alice else None
+    bob.wait_until(lambda: "notes" in _names(bob, "/"), what="folder on bob")
+    alice.call("sync.pause")
+    bob.call("sync.pause")
+    alice.cli("put", str(_write(tmp_path / "a.txt", b"alice's words")), "/notes/todo.txt")
+    bob.cli("put", str(_write(tmp_path / "b.txt", b"bob's words")), "/notes/todo.txt")
+    # Equal edits on both sides: no conflict copy for that file.
+    same = _write(tmp_path / "same.txt", b"identical")
+    alice.cli("put", str(same), "/notes/same.txt")
+    bob.cli("put", str(same), "/notes/same.txt")
+    alice.call("sync.resume")
+    bob.call("sync.resume")
+
+    def settled(device: Device) -> set[str] | None:
+        names = _names(device, "/notes")
+        return names if len(names) == 3 else None
+
+    names_a = alice.wait_until(lambda: settled(alice), what="conflict copy on alice")
+    names_b = bob.wait_until(lambda: settled(bob), what="conflict copy on bob")
+    assert names_a == names_b
+    copies = [n for n in names_a if ".sync-conflict-" in n]
+    assert len(copies) == 1 and copies[0].startswith("todo.sync-conflict-")
+    contents = set()
+    for name in ("todo.txt", copies[0]):
+        out = tmp_path / f"check-{name}"
+        alice.cli("get", f"/notes/{name}", str(out))
+        contents.add(out.read_bytes())
+    assert contents == {b"alice's words", b"bob's words"}
+    assert alice.cli_json("status")["sync"]["conflicts"] == 1
+
+
+def _put_in_thread(device: Device, local: Path, path: str) -> dict[str, Any]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = device.call("put", {"local": str(local), "path": path})
+        except Exception as error:  # the daemon dies under it: any error is the expected end
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    outcome["thread"] = thread
+    return outcome
+
+
+def test_kill_9_during_put_keeps_the_namespace_consistent(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice = devices.init("alice", nodes_file).start()
+    small = _write(tmp_path / "small.txt", b"acknowledged before the crash")
+    alice.cli("put", str(small), "/kept.txt")  # acknowledged, then the daemon dies at once
+    big = _write(tmp_path / "big.bin", os.urandom(64 * 1024 * 1024))
+    pending = _put_in_thread(alice, big, "/big.bin")
+    time.sleep(0.4)
+    alice.kill()
+    pending["thread"].join(30)
+    assert "result" not in pending or pending["result"]["size"] == 64 * 1024 * 1024
+
+    alice.start()
+    names = _names(alice, "/")
+    assert "kept.txt" in names
+    out = tmp_path / "kept.out"
+    alice.cli("get", "/kept.txt", str(out))
+    assert out.read_bytes() == small.read_bytes()
+    if "big.bin" in names:  # acknowledged just before the kill: then it must be whole
+        whole = tmp_path / "big.out"
+        alice.cli("get", "/big.bin", str(whole))
+        assert whole.read_bytes() == big.read_bytes()
+    # The acknowledged entry reaches a device that joins after the crash.
+    code = alice.cli_json("invite")["code"]
+    bob = devices.join("bob", code).start()
+    bob.wait_until(lambda: "kept.txt" in _names(bob, "/"), what="kept.txt on bob")
+
+
+def test_invites_wrong_expired_reused(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice = devices.init("alice", nodes_file).start()
+    code = alice.cli_json("invite")["code"]
+    typo = code[:-3] + ("x" if code[-3] != "x" else "y") + code[-2:]
+    bad = run_cli(tmp_path / "typo", "join", typo, check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "invite" in bad.stderr.lower()
+
+    run_cli(tmp_path / "first", "join", code)
+    reused = run_cli(tmp_path / "second", "join", code, check=False)
+    assert reused.returncode != 0 and "already used" in reused.stderr
+    assert "Traceback" not in reused.stderr
+
+    short = alice.cli_json("invite", "--ttl", "1")["code"]
+    time.sleep(1.5)
+    expired = run_cli(tmp_path / "late", "join", short, check=False)
+    assert expired.returncode != 0 and "expired" in expired.stderr
+    assert not (tmp_path / "late" / "config" / "config.toml").exists()
+
+
+def test_bad_requests_and_a_second_daemon_are_clear_errors(
+    devices: DeviceFactory, nodes_file: Path
+) -> None:
+    alice = devices.init("alice", nodes_file).start()
+    with pytest.raises(DaemonError, match="unknown method"):
+        alice.call("format-disk")
+    with pytest.raises(DaemonError, match="parameter 'path' must be str"):
+        alice.call("ls", {"path": 42})
+    with pytest.raises(DaemonError, match="no such file or folder"):
+        alice.call("ls", {"path": "/nope"})
+    bad_path = alice.cli("ls", "/a/../b", check=False)
+    assert bad_path.returncode != 0 and "Traceback" not in bad_path.stderr
+    second = run_cli(alice.home, "daemon", check=False, timeout=60)
+    assert second.returncode != 0
+    assert "already running" in second.stderr and "Traceback" not in second.stderr
+    assert alice.call("status")["device"]["name"] == "alice"
+
+
+def test_tampered_log_entry_from_a_node_is_rejected(
+    devices: DeviceFactory, nodes_file: Path, nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    """A node operator who even holds the account's record key cannot forge a device's entry:
+    entries are signed by the device key and chained."""
+    alice, bob = _pair(devices, nodes_file)
+    alice.cli("put", str(_write(tmp_path / "a.txt", b"genuine")), "/a.txt")
+    bob.wait_until(lambda: "a.txt" in _names(bob, "/"), what="a.txt on bob")
+    bob.call("sync.pause")
+    alice.cli("put", str(_write(tmp_path / "b.txt", b"second")), "/b.txt")
+    time.sleep(2)  # alice publishes entry 2
+
+    # Every node's copy of alice's entry 2 is replaced by a forgery under the real record key.
+    secrets = (alice.home / "data" / "secrets.json").read_text()
+    account_secret = base64.b64decode(json.loads(secrets)["account-secret"])
+    cipher = RecordCipher(account_secret)
+    forged_any = False
+    for node in nodes:
+        for record in (node.data_dir / "records").glob("*/0000000000000000002.rec"):
+            writer = record.parent.name
+            try:
+                entry_bytes = cipher.open(writer, 2, record.read_bytes())
+            except Exception:
+                continue
+            entry = decode_entry(entry_bytes)
+            forged = entry_bytes.replace(b"/b.txt", b"/x.txt")
+            assert decode_entry(forged).seq == entry.seq
+            record.write_bytes(cipher.seal(writer, 2, forged))
+            forged_any = True
+    assert forged_any
+    bob.call("sync.resume")
+    time.sleep(3)
+    names = _names(bob, "/")
+    assert "x.txt" not in names and "a.txt" in names
+    assert "rejected" in bob.log().lower() or "tampered" in bob.log().lower()
