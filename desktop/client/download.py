@@ -185,7 +185,7 @@ class FileReader:
                 f"file {self.label} not found: none of the {len(self.pool)} known nodes holds a"
                 " share of it"
             )
-        return self.planner.not_enough()
+        return self.planner.not_enough(k_known=bool(self.decoder.loaded_shares))
 
     async def _locate(self, want: int | None) -> None:
         found, answered, failed = await locate_shares(

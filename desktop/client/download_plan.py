@@ -94,11 +94,10 @@ class DownloadPlanner:
         """The next best share after the chosen ones: kept ready so a switch costs no lookup."""
         return self.replacement(current)
 
-    def not_enough(self, found: int | None = None) -> NotEnoughShares:
+    def not_enough(self, found: int | None = None, *, k_known: bool = True) -> NotEnoughShares:
         usable = len(self.usable()) if found is None else found
+        need = f"need {self.k} good shares, found {usable}" if k_known else "no share is readable"
         problems = [f"node {n[:8]}: {why}" for n, why in self.bad_nodes.items()]
         problems += [f"share {s} on node {n[:8]}: {why}" for (s, n), why in self.bad_shares.items()]
         detail = f" ({'; '.join(problems[:5])})" if problems else ""
-        return NotEnoughShares(
-            f"cannot read the file: need {self.k} good shares, found {usable}{detail}"
-        )
+        return NotEnoughShares(f"cannot read the file: {need}{detail}")
