@@ -73,6 +73,7 @@ class NodeRow:
 class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.created = not path.exists()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -36,6 +36,10 @@ from desktop.daemon.index import Index, ViewRow
 logger = logging.getLogger(__name__)
 
 
+class NamespaceRestoring(PermaCloudError):
+    """Local writes wait until this device's own log is back from the network."""
+
+
 @dataclass(frozen=True)
 class ReceiveResult:
     merged: int
@@ -76,6 +80,7 @@ class Namespace:
         self.account_id = self.replica.account_id
         self._writer = LogWriter(self.account_id, device_private_key)
         self.device_id = self._writer.device_id
+        self.restoring = False  # True while this device's own log must first come back
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -108,6 +113,11 @@ class Namespace:
 
     def append(self, op: Op) -> Entry:
         """Sign, merge and durably store one local operation (then it is safe to acknowledge)."""
+        if self.restoring:
+            raise NamespaceRestoring(
+                "the local index is being rebuilt from the network; try again when nodes are "
+                "reachable (writing now could fork this device's log)"
+            )
         self._writer.head = self.replica.head(self.device_id)
         entry = self._writer.append(op, self.replica.knowledge(), int(time.time() * 1000))
         changed = self.replica.apply(entry)

@@ -194,10 +194,10 @@ class Daemon:
         if records:
             await self.db(self.index.set_meta, "account_log_seq", str(records[-1][0]))
 
-    async def fetch_device_logs(self) -> int:
+    async def fetch_device_logs(self, *, include_own: bool = False) -> int:
         merged = 0
         for cert in await self.db(self.namespace.devices):
-            if cert.device_id == self.namespace.device_id:
+            if cert.device_id == self.namespace.device_id and not include_own:
                 continue
             writer = node_id_from_public_key(cert.device_public_key)
             after = await self.db(self.namespace.head_seq, cert.device_id)
@@ -215,7 +215,27 @@ class Daemon:
                 self.bus.publish("namespace", {"changed": sorted(result.changed)})
         return merged
 
+    async def restore_from_network(self) -> None:
+        """A deleted index comes back from the network: certificates and nodes from the account
+        log, then every device's log, this device's own first of all. Until its own log is
+        back, local writes are refused, so the device never forks its own history."""
+        self.namespace.restoring = True
+        try:
+            await self.refresh_nodes()
+            await self.fetch_account_log()
+            if not self.pool.online():
+                logger.warning("no node reachable: the index will be rebuilt when one is")
+                return
+            await self.fetch_device_logs(include_own=True)
+            self.namespace.restoring = False
+            await self.db(self.index.set_meta, "restored", str(time.time()))
+            self.activity.add("sync", "local index rebuilt from the network")
+        except PermaCloudError as error:
+            logger.warning("rebuilding the index: %s", error)
+
     async def replicate_once(self) -> None:
+        if self.namespace.restoring:
+            await self.restore_from_network()
         await self.publish_outbox()
         await self.fetch_account_log()
         await self.fetch_device_logs()
@@ -249,6 +269,7 @@ class Daemon:
         from desktop.daemon.handlers import build_handlers
 
         await self.db(self.namespace.load)
+        needs_restore = self.index.created
         host, port = parse_address(self.config.node.listen)
         try:
             async with trio.open_nursery() as nursery:
@@ -266,6 +287,8 @@ class Daemon:
                         self.index.upsert_node, self.node.node_id, self.node_address(), "self"
                     )
                 await self.refresh_nodes()
+                if needs_restore:
+                    await self.restore_from_network()
                 server = IpcServer(self.paths.socket_path, build_handlers(self), self.bus)
                 await nursery.start(server.serve)
                 nursery.start_soon(self.replication_loop)

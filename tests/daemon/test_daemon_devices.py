@@ -256,3 +256,24 @@ def test_tampered_log_entry_from_a_node_is_rejected(
     names = _names(bob, "/")
     assert "x.txt" not in names and "a.txt" in names
     assert "rejected" in bob.log().lower() or "tampered" in bob.log().lower()
+
+
+def test_deleted_index_is_rebuilt_from_the_network(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice, bob = _pair(devices, nodes_file)
+    alice.cli("mkdir", "/photos")
+    alice.cli("put", str(_write(tmp_path / "p.jpg", b"jpeg bytes")), "/photos/p.jpg")
+    bob.cli("put", str(_write(tmp_path / "b.txt", b"from bob")), "/b.txt")
+    alice.wait_until(lambda: "b.txt" in _names(alice, "/"), what="bob's file on alice")
+    time.sleep(1.5)  # alice's entries are published
+    alice.stop()
+    for leftover in (alice.home / "data").glob("index.sqlite3*"):
+        leftover.unlink()
+    alice.start()
+    assert "p.jpg" in _names(alice, "/photos")
+    assert "b.txt" in _names(alice, "/")
+    # Alice goes on writing after her own entries: no fork, bob sees the new one.
+    alice.cli("put", str(_write(tmp_path / "new.txt", b"after rebuild")), "/new.txt")
+    bob.wait_until(lambda: "new.txt" in _names(bob, "/"), what="post-rebuild put on bob")
+    assert "Traceback" not in bob.log() and "tampered" not in bob.log().lower()
