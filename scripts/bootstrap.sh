@@ -46,7 +46,11 @@ STAMP=.venv/.permacloud-installed
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "bootstrap: installing the Python environment (first time takes a minute: pyfuse3 builds)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e '.[dev]'; } >.venv/install.log 2>&1; then
+    tail -30 .venv/install.log
+    echo "bootstrap: installing the Python environment failed (full log: .venv/install.log)" >&2
+    exit 1
+  fi
   echo "$WANT" > "$STAMP"
 fi

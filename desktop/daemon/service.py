@@ -188,7 +188,8 @@ class Daemon:
                         self.activity.add("device", f"device {device[:8]} joined the account")
                 elif record.kind == "node":
                     node_id, address = str(record.body["id"]), str(record.body["address"])
-                    await self.db(self.index.upsert_node, node_id, address, "account")
+                    if node_id != self.keys.device_key.node_id:
+                        await self.db(self.index.upsert_node, node_id, address, "account")
             except (PermaCloudError, KeyError, ValueError) as error:
                 logger.warning("skipping account record %d: %s", seq, error)
         if records:
