@@ -15,6 +15,8 @@ from typing import Any
 import tomli_w
 
 from desktop.core.errors import PermaCloudError
+from desktop.net.identity import is_valid_node_id
+from desktop.net.nodes_file import parse_address
 
 
 class ConfigError(PermaCloudError):
@@ -51,6 +53,8 @@ class DeviceConfig:
     node: NodeSettings = field(default_factory=NodeSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     known_nodes: list[KnownNode] = field(default_factory=list)
+    discovery: bool = True  # find the household's nodes on the LAN (zeroconf)
+    introducers: list[str] = field(default_factory=list)  # "NODEID@HOST:PORT"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -88,12 +92,40 @@ def parse_config(text: str, source: str = "config") -> DeviceConfig:
         known = [KnownNode(**entry) for entry in nodes_raw]
     except TypeError as error:
         raise ConfigError(f"{source}: bad known_nodes entry: {error}") from None
+    discovery = data.pop("discovery", True)
+    if not isinstance(discovery, bool):
+        raise ConfigError(f"{source}: discovery must be true or false")
+    introducers = data.pop("introducers", [])
+    if not isinstance(introducers, list) or not all(isinstance(i, str) for i in introducers):
+        raise ConfigError(f'{source}: introducers must be a list of "NODEID@HOST:PORT" strings')
+    for entry in introducers:
+        parse_introducer(entry, source)
     node = _section(data, "node", NodeSettings)
     storage = _section(data, "storage", StorageSettings)
     if not 1 <= storage.k <= storage.happy <= storage.n <= 256:
         raise ConfigError(f"{source}: storage needs 1 <= k <= happy <= n <= 256")
     fields = {key: data.pop(key) for key in required}
-    return DeviceConfig(**fields, node=node, storage=storage, known_nodes=known, extra=data)
+    return DeviceConfig(
+        **fields,
+        node=node,
+        storage=storage,
+        known_nodes=known,
+        discovery=discovery,
+        introducers=introducers,
+        extra=data,
+    )
+
+
+def parse_introducer(text: str, source: str = "config") -> KnownNode:
+    """`NODEID@HOST:PORT`: the ID is the TLS pin, so an introducer cannot be impersonated."""
+    node_id, sep, address = text.partition("@")
+    if not sep or not is_valid_node_id(node_id):
+        raise ConfigError(f"{source}: introducer {text!r} is not NODEID@HOST:PORT")
+    try:
+        parse_address(address)
+    except PermaCloudError:
+        raise ConfigError(f"{source}: introducer {text!r} is not NODEID@HOST:PORT") from None
+    return KnownNode(node_id, address)
 
 
 def load_config(path: Path) -> DeviceConfig:
