@@ -29,8 +29,8 @@ from desktop.cli.common import call_with_progress, console, human_size, print_js
 from desktop.client.download import download_to_file
 from desktop.client.pool import NodePool
 from desktop.client.upload import UploadOptions, upload_file
-from desktop.core.caps import parse_read_cap
 from desktop.core.errors import PermaCloudError
+from desktop.daemon.links import parse_link
 from desktop.daemon.paths import app_paths
 from desktop.net.identity import DeviceKey
 from desktop.net.nodes_file import load_nodes_file
@@ -119,7 +119,7 @@ def get_with_nodes(
     cap_text: str, out: Path, nodes_file: Path, progress: ProgressCallback | None = None
 ) -> int:
     """Download the file named by `cap_text` to `out` (atomically); returns its size."""
-    cap = parse_read_cap(cap_text)
+    cap = parse_link(cap_text)
     nodes = load_nodes_file(nodes_file)
     if out.is_dir():
         raise TransferUsageError(f"{out} is a directory; give the output file name")
