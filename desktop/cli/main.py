@@ -7,35 +7,48 @@ returns an exit code. `PermaCloudError` becomes a one-line message and a non-zer
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from desktop import __version__
-from desktop.cli import account as account_command
-from desktop.cli import daemon_cmd as daemon_command
-from desktop.cli import demo as demo_command
-from desktop.cli import desktop_install as desktop_install_command
-from desktop.cli import files as files_command
-from desktop.cli import node as node_command
-from desktop.cli import transfer as transfer_command
-from desktop.cli import tray as tray_command
 from desktop.core.errors import PermaCloudError
 
-COMMAND_MODULES: list[ModuleType] = [
-    account_command,
-    daemon_command,
-    files_command,
-    node_command,
-    tray_command,
-    desktop_install_command,
-    demo_command,
-    transfer_command,
-]
+# Command name -> module registering it. Only the module of the command being run is imported,
+# so light processes (the tray) never load the engine; `--help` imports them all.
+COMMANDS: dict[str, str] = {
+    "init": "account",
+    "invite": "account",
+    "join": "account",
+    "daemon": "daemon_cmd",
+    "ls": "files",
+    "mkdir": "files",
+    "mv": "files",
+    "rm": "files",
+    "versions": "files",
+    "restore": "files",
+    "share": "files",
+    "status": "files",
+    "nodes": "files",
+    "node": "node",
+    "tray": "tray",
+    "install-desktop": "desktop_install",
+    "uninstall-desktop": "desktop_install",
+    "demo": "demo",
+    "put": "transfer",
+    "get": "transfer",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Sequence[str]) -> list[ModuleType]:
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    names = [COMMANDS[wanted]] if wanted in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    return [importlib.import_module(f"desktop.cli.{name}") for name in names]
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="permacloud",
         description="Permanent, self-hosted cloud storage for the desktop.",
@@ -45,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    for module in _modules_for(argv):
         module.register(subparsers)
     return parser
 
@@ -56,7 +69,8 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
