@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import trio
 
 from desktop.agent.records import RecordStore
 from desktop.agent.server import ExtensionHandler, NodeServer, ServerLimits
-from desktop.agent.store import ShareStore
+from desktop.agent.store import Admission, ShareStore
 from desktop.net.identity import DeviceKey
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
 from desktop.net.tls import pem_to_der, server_context, server_context_for_key
 
 logger = logging.getLogger(__name__)
+
+BackgroundRunner = Callable[[Callable[[], int]], Awaitable[int]]
 
 KEY_FILE = "node_key.pem"
 CERT_FILE = "node_cert.pem"
@@ -38,6 +41,8 @@ class NodeConfig:
     receive_limiter: RateLimiter = NO_LIMIT
     key: DeviceKey | None = None  # the daemon's device key; None: a key file in data_dir
     extensions: dict[str, ExtensionHandler] = field(default_factory=dict)
+    admit: Admission | None = None  # the scheduler's say on new shares (agent/runtime.py)
+    background: BackgroundRunner | None = None  # runs blocking upkeep; None: a plain thread
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,15 @@ def load_identity(data_dir: Path) -> tuple[DeviceKey, Path, Path]:
     return key, key_path, cert_path
 
 
-async def _sweep_forever(store: ShareStore, interval: float) -> None:
+async def _sweep_forever(
+    store: ShareStore, interval: float, background: BackgroundRunner | None
+) -> None:
     while True:
         await trio.sleep(interval)
-        removed = await trio.to_thread.run_sync(store.sweep)
+        if background is None:
+            removed = await trio.to_thread.run_sync(store.sweep)
+        else:
+            removed = await background(store.sweep)
         if removed:
             logger.info("lease sweep removed %d share(s)", removed)
 
@@ -86,7 +96,9 @@ async def serve_node(
             server_context_for_key, key, config.data_dir / "tmp"
         )
     store = await trio.to_thread.run_sync(
-        lambda: ShareStore(config.data_dir / "store", config.quota, fsync=config.fsync)
+        lambda: ShareStore(
+            config.data_dir / "store", config.quota, fsync=config.fsync, admit=config.admit
+        )
     )
     records = await trio.to_thread.run_sync(RecordStore, config.data_dir / "records")
     await trio.to_thread.run_sync(store.sweep)
@@ -109,6 +121,6 @@ async def serve_node(
     port = listeners[0].socket.getsockname()[1]
     logger.info("node %s listening on %s:%d", key.node_id, config.host, port)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_sweep_forever, store, config.sweep_interval)
+        nursery.start_soon(_sweep_forever, store, config.sweep_interval, config.background)
         await nursery.start(trio.serve_listeners, handle_tcp, listeners)
         task_status.started(RunningNode(key.node_id, config.host, port, server))

@@ -46,6 +46,11 @@ class StoreError(RequestError):
     """A store operation refused; carries the HTTP status the server answers with."""
 
 
+Admission = Callable[[int, int], "str | None"]
+"""Scheduler hook for a NEW share: (size, bytes used now) -> None to accept, or why not (507).
+Existing shares (reads, resumed writes, lease renewals) never pass through it."""
+
+
 @dataclass
 class ShareState:
     si: bytes
@@ -85,10 +90,17 @@ class ShareStore:
     """All shares of one node, with their quota accounting and leases."""
 
     def __init__(
-        self, root: Path, quota: int, *, clock: Callable[[], float] = time.time, fsync: bool = True
+        self,
+        root: Path,
+        quota: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        fsync: bool = True,
+        admit: Admission | None = None,
     ) -> None:
         self.root = root
         self.quota = quota
+        self.admit = admit
         self.clock = clock
         self.fsync = fsync
         self._lock = threading.Lock()
@@ -204,6 +216,9 @@ class ShareStore:
                     )
                 self._extend_lease(existing, lease_seconds)
                 return False, existing
+            refusal = self.admit(size, self.used) if self.admit is not None else None
+            if refusal is not None:
+                raise StoreError(507, refusal)
             if self.used + size > self.quota:
                 raise StoreError(
                     507,

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "put": "transfer",
     "get": "transfer",
+    "agent": "agent",
 }
 
 

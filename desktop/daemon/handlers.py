@@ -34,6 +34,7 @@ from desktop.core.namespace import (
     restore_op,
 )
 from desktop.core.namespace.paths import ancestors
+from desktop.daemon.agent_handlers import build_agent_handlers
 from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
@@ -353,4 +354,5 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         "sync.pause": sync_pause,
         "sync.resume": sync_resume,
         "shutdown": shutdown,
+        **build_agent_handlers(daemon),
     }

@@ -23,6 +23,7 @@ import trio
 
 from desktop.agent.human_values import parse_size
 from desktop.agent.node import NodeConfig, RunningNode, serve_node
+from desktop.agent.runtime import AgentRuntime
 from desktop.client.pool import NodePool
 from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import DeviceCertificate
@@ -100,6 +101,12 @@ class Daemon:
         self._shutdown = trio.Event()
         self.sync_paused = False
         self.extra_status: dict[str, Callable[[], Any]] = {}
+        self.agent = AgentRuntime(
+            paths.data_dir,
+            paths.data_dir / "node" / "store",
+            default_donated=parse_size(config.node.quota),
+            publish=self.bus.publish,
+        )
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run index/namespace work in the one database thread."""
@@ -274,6 +281,7 @@ class Daemon:
         host, port = parse_address(self.config.node.listen)
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.agent.run)
                 if self.config.node.enabled:
                     node_config = NodeConfig(
                         data_dir=self.paths.data_dir / "node",
@@ -282,8 +290,13 @@ class Daemon:
                         port=port,
                         key=self.keys.device_key,
                         extensions=build_extensions(self),
+                        send_limiter=self.agent.send_limiter,
+                        receive_limiter=self.agent.receive_limiter,
+                        admit=self.agent.admit,
+                        background=self.agent.run_background,
                     )
                     self.node = await nursery.start(serve_node, node_config)
+                    self.agent.attach_store(self.node.server.store)
                     await self.db(
                         self.index.upsert_node, self.node.node_id, self.node_address(), "self"
                     )
