@@ -24,6 +24,7 @@ def cli_env(home: Path) -> dict[str, str]:
     env["PERMACLOUD_HOME"] = str(home)
     env["PERMACLOUD_NO_KEYRING"] = "1"
     env["PERMACLOUD_REPLICATION_INTERVAL"] = "0.5"
+    env["PERMACLOUD_ZEROCONF_INTERFACES"] = "127.0.0.1"  # LAN discovery stays on loopback
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 

@@ -29,6 +29,7 @@ from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import DeviceCertificate
 from desktop.daemon.account import AccountKeys, load_keys
 from desktop.daemon.config import DeviceConfig, load_config
+from desktop.daemon.discovery import run_discovery
 from desktop.daemon.index import Index
 from desktop.daemon.ipc_server import EventBus, IpcServer
 from desktop.daemon.namespace import Namespace
@@ -307,6 +308,7 @@ class Daemon:
                 await nursery.start(server.serve)
                 nursery.start_soon(self.replication_loop)
                 nursery.start_soon(self.refresh_loop)
+                nursery.start_soon(run_discovery, self)
                 logger.info("daemon ready: device %s", self.config.device_name)
                 if ready is not None:
                     ready(self)
