@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "put": "transfer",
     "get": "transfer",
     "agent": "agent",
+    "mount": "mount",
+    "unmount": "mount",
 }
 
 

@@ -39,6 +39,7 @@ from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
 from desktop.daemon.links import make_link, parse_link
+from desktop.daemon.mount_handlers import build_mount_handlers
 
 if TYPE_CHECKING:
     from desktop.daemon.service import Daemon
@@ -355,4 +356,5 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         "sync.resume": sync_resume,
         "shutdown": shutdown,
         **build_agent_handlers(daemon),
+        **build_mount_handlers(daemon),
     }

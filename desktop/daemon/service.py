@@ -276,6 +276,7 @@ class Daemon:
     async def run(self, ready: Callable[[Daemon], None] | None = None) -> None:
         """Serve until `request_shutdown`; cleanup runs shielded so a shutdown is clean."""
         from desktop.daemon.handlers import build_handlers
+        from desktop.daemon.mount_handlers import mount_service
 
         await self.db(self.namespace.load)
         needs_restore = self.index.created
@@ -309,6 +310,7 @@ class Daemon:
                 nursery.start_soon(self.replication_loop)
                 nursery.start_soon(self.refresh_loop)
                 nursery.start_soon(run_discovery, self)
+                nursery.start_soon(mount_service(self).run)
                 logger.info("daemon ready: device %s", self.config.device_name)
                 if ready is not None:
                     ready(self)

@@ -1,0 +1,185 @@
+"""The daemon's side of the FUSE mount: the Backend the mount works through, the one
+MountService per daemon, and the IPC methods `mount`, `unmount` and `mount.status`."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from desktop.client.pool import NodePool
+from desktop.client.upload import UploadOptions
+from desktop.core.namespace import (
+    DeleteOp,
+    DirInfo,
+    FileInfo,
+    Op,
+    PutOp,
+    RmdirOp,
+    normalize_path,
+    plan_rename,
+)
+from desktop.daemon.index import ViewRow
+from desktop.daemon.ipc_protocol import param
+from desktop.daemon.ipc_server import CallContext, Handler
+from desktop.daemon.links import make_link
+from desktop.fuse.backend import NsNode, Space
+from desktop.fuse.mount import MountService, MountSettings
+
+if TYPE_CHECKING:
+    from desktop.daemon.service import Daemon
+
+_services: weakref.WeakKeyDictionary[Daemon, MountService] = weakref.WeakKeyDictionary()
+
+
+def _node(row: ViewRow) -> NsNode:
+    return NsNode(
+        row.path,
+        row.name,
+        row.kind,
+        row.size,
+        row.mtime_ns,
+        row.mode,
+        row.cap,
+        row.target,
+        row.content_hash,
+    )
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class DaemonBackend:
+    """The namespace and node pool of one daemon, as the mount sees them."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    @property
+    def pool(self) -> NodePool:
+        return self.daemon.pool
+
+    def upload_options(self) -> UploadOptions:
+        storage = self.daemon.config.storage
+        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy)
+
+    async def lookup(self, path: str) -> NsNode | None:
+        row = await self.daemon.db(self.daemon.index.lookup, normalize_path(path))
+        return None if row is None else _node(row)
+
+    async def listdir(self, path: str) -> list[NsNode]:
+        rows = await self.daemon.db(self.daemon.index.listdir, normalize_path(path))
+        return [_node(r) for r in rows]
+
+    async def apply(self, ops: Sequence[Op]) -> None:
+        ns = self.daemon.namespace
+
+        def run() -> None:
+            for op in ops:
+                ns.append(op)
+
+        await self.daemon.db(run)
+        self.daemon.wake_replication()
+
+    async def put(self, path: str, info: FileInfo, placements: dict[int, str]) -> None:
+        await self.apply([PutOp(path, info)])
+        await self.daemon.db(self.daemon.index.add_placements, info.cap, placements)
+
+    async def rename(self, src: str, dst: str) -> None:
+        ns = self.daemon.namespace
+
+        def run() -> None:
+            view = ns.replica.view
+            existing = view.node(dst)
+            if existing is not None:
+                ns.append(RmdirOp(dst) if isinstance(existing.node, DirInfo) else DeleteOp(dst))
+            if view.node(src) is not None:
+                ns.append(plan_rename(view, src, dst))
+
+        await self.daemon.db(run)
+        self.daemon.wake_replication()
+
+    async def remove(self, path: str) -> None:
+        ns = self.daemon.namespace
+
+        def run() -> None:
+            existing = ns.replica.view.node(path)
+            if existing is not None:
+                ns.append(RmdirOp(path) if isinstance(existing.node, DirInfo) else DeleteOp(path))
+
+        await self.daemon.db(run)
+        self.daemon.wake_replication()
+
+    async def placements(self, cap: str) -> int:
+        def count() -> int:
+            rows = self.daemon.index._db.execute(
+                "SELECT COUNT(DISTINCT shnum) FROM placements WHERE cap = ?", (cap,)
+            ).fetchone()
+            return int(rows[0])
+
+        return await self.daemon.db(count)
+
+    async def space(self) -> Space:
+        stats = self.daemon.pool.stats
+        storage = self.daemon.config.storage
+        raw_free = sum(s.free for s in stats.values() if s.online)
+        free = raw_free * storage.k // max(storage.n, 1)
+        _, used = await self.daemon.db(self.daemon.index.view_totals)
+        return Space(total=used + free, free=free)
+
+    def share_link(self, cap: str, name: str) -> str:
+        return make_link(cap, name)
+
+    async def changes(self) -> AsyncIterator[list[str]]:
+        events = self.daemon.bus.subscribe(frozenset({"namespace"}))
+        async with events:
+            async for event in events:
+                data = event.data if isinstance(event.data, dict) else {}
+                changed = data.get("changed", [])
+                if isinstance(changed, list):
+                    yield [str(p) for p in changed]
+
+
+def mount_service(daemon: Daemon) -> MountService:
+    """The daemon's MountService (created on first use; `run` it in the daemon nursery)."""
+    service = _services.get(daemon)
+    if service is None:
+        settings = MountSettings(
+            cache_dir=daemon.paths.cache_dir / "mount",
+            state_file=daemon.paths.data_dir / "mount.json",
+            cache_limit=int(_env_float("PERMACLOUD_FUSE_CACHE_BYTES", 10 << 30)),
+            upload_delay=_env_float("PERMACLOUD_FUSE_UPLOAD_DELAY", 2.0),
+            read_timeout=_env_float("PERMACLOUD_FUSE_READ_TIMEOUT", 15.0),
+            flush_timeout=_env_float("PERMACLOUD_FUSE_FLUSH_TIMEOUT", 60.0),
+            n=daemon.config.storage.n,
+        )
+        service = _services[daemon] = MountService(DaemonBackend(daemon), settings)
+        daemon.extra_status["mount"] = service.status
+    return service
+
+
+def build_mount_handlers(daemon: Daemon) -> dict[str, Handler]:
+    service = mount_service(daemon)
+
+    async def mount(params: dict[str, Any], ctx: CallContext) -> Any:
+        path = Path(param(params, "path", str))
+        await service.wait_ready()
+        mounted = await service.mount(path)
+        return service.status() | {"path": str(mounted)}
+
+    async def unmount(params: dict[str, Any], ctx: CallContext) -> Any:
+        await service.wait_ready()
+        path = service.mountpoint
+        pending = await service.unmount()
+        return {"path": str(path), "pending_files": pending.files, "pending_bytes": pending.bytes}
+
+    async def status(params: dict[str, Any], ctx: CallContext) -> Any:
+        return service.status()
+
+    return {"mount": mount, "unmount": unmount, "mount.status": status}

@@ -1,0 +1,199 @@
+"""Background uploads of dirty files, debounced by `UploadPlanner`.
+
+An upload counts only if the file did not change while it ran (its `gen` did not move): then the
+namespace entry is appended (durable in the index, published from the outbox) and the journal
+row records the cap. A closed, stored file is promoted to clean cache data. `fsync` and unmount
+wait here until the content is stored on `happy` nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import blake3
+import trio
+
+from desktop.client.errors import single_error
+from desktop.client.upload import upload_file
+from desktop.core.errors import PermaCloudError
+from desktop.core.namespace import FileInfo
+from desktop.fuse.backend import Backend
+from desktop.fuse.cache import Cache, DirtyFile
+from desktop.fuse.planner import UploadPlanner
+
+logger = logging.getLogger(__name__)
+
+HASH_CHUNK = 4 << 20
+
+
+class UploadFailed(PermaCloudError):
+    """The content could not be stored (too few nodes reachable)."""
+
+
+def content_hash(path: str) -> str:
+    hasher = blake3.blake3()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            hasher.update(chunk)
+    return str(hasher.hexdigest())
+
+
+@dataclass
+class Pending:
+    files: int
+    bytes: int
+
+
+class Uploader:
+    def __init__(self, backend: Backend, cache: Cache, delay: float, parallel: int = 4) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.planner = UploadPlanner(delay)
+        self.limiter = trio.CapacityLimiter(parallel)
+        self.failures: dict[int, int] = {}
+        self.last_error: dict[int, str] = {}
+        self.uploaded_placements: dict[str, int] = {}
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+
+    # --- what the file system tells us ------------------------------------------------------
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def opened(self, entry: DirtyFile) -> None:
+        self.planner.opened(entry.id, trio.current_time())
+
+    def closed(self, entry: DirtyFile) -> None:
+        self.planner.closed(entry.id, trio.current_time())
+        self.poke()
+
+    def changed(self, entry: DirtyFile) -> None:
+        self.planner.changed(entry.id, trio.current_time())
+        self.poke()
+
+    def dropped(self, entry: DirtyFile) -> None:
+        self.planner.forget(entry.id)
+        self._notify()
+
+    def uploading(self, entry: DirtyFile) -> bool:
+        return entry.id in self.planner.running()
+
+    def pending(self) -> Pending:
+        waiting = [e for e in self.cache.dirty_files() if e.stored_cap is None]
+        return Pending(len(waiting), sum(e.size for e in waiting))
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    # --- running ----------------------------------------------------------------------------
+
+    def replay(self) -> int:
+        """Schedule every dirty file left in the journal (after a crash or a stop); count."""
+        now = trio.current_time()
+        count = 0
+        for entry in self.cache.dirty_files():
+            if entry.stored_cap is not None:
+                self.cache.promote(entry)
+                continue
+            self.planner.urgent(entry.id, now)
+            count += 1
+        if count:
+            logger.info("resuming %d uploads from the cache journal", count)
+        self.poke()
+        return count
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                for file_id in self.planner.due(trio.current_time()):
+                    nursery.start_soon(self._upload, file_id)
+                due = self.planner.next_due()
+                with trio.move_on_at(math.inf if due is None else due):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+
+    async def _upload(self, file_id: int) -> None:
+        ok, again = False, False
+        try:
+            async with self.limiter:
+                ok, again = await self._store(file_id)
+        except PermaCloudError as error:
+            self.failures[file_id] = self.failures.get(file_id, 0) + 1
+            self.last_error[file_id] = str(error)
+            entry = self.cache.dirty(file_id)
+            logger.warning("upload of %s failed: %s", entry.path if entry else file_id, error)
+        finally:
+            self.planner.finished(file_id, trio.current_time(), ok=ok, again=again)
+            self.poke()
+            self._notify()
+
+    async def _store(self, file_id: int) -> tuple[bool, bool]:
+        entry = self.cache.dirty(file_id)
+        if entry is None:
+            return True, False
+        gen = entry.gen
+        if entry.stored_cap is None:
+            source = self.cache.dirty_path(entry)
+            digest = await trio.to_thread.run_sync(content_hash, str(source))
+            with single_error():
+                result = await upload_file(self.backend.pool, source, self.backend.upload_options())
+            if self.cache.dirty(file_id) is not entry:
+                return True, False  # unlinked or replaced meanwhile: nothing to record
+            if entry.gen != gen:
+                return True, True
+            cap = result.cap.to_string()
+            info = FileInfo(cap, result.size, entry.mtime_ns, digest, entry.mode & 0o7777)
+            await self.backend.put(entry.path, info, result.placements)
+            self.uploaded_placements[cap] = len(result.placements)
+            if self.cache.dirty(file_id) is not entry or entry.gen != gen:
+                return True, True
+            self.cache.mark_stored(entry, cap)
+            self.failures.pop(file_id, None)
+            self.last_error.pop(file_id, None)
+        self.maybe_promote(entry)
+        return True, False
+
+    def maybe_promote(self, entry: DirtyFile) -> None:
+        """Closed and stored: the journal row goes, the bytes stay as clean cache."""
+        if (
+            entry.stored_cap is not None
+            and self.cache.dirty(entry.id) is entry
+            and self.planner_writers(entry) == 0
+        ):
+            self.cache.promote(entry)
+
+    def planner_writers(self, entry: DirtyFile) -> int:
+        state = self.planner._files.get(entry.id)
+        return 0 if state is None else state.writers
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    async def wait_stored(self, entry: DirtyFile) -> None:
+        """Until `entry`'s current content is stored (fsync); UploadFailed if an attempt fails."""
+        failures = self.failures.get(entry.id, 0)
+        self.planner.urgent(entry.id, trio.current_time())
+        self.poke()
+        while True:
+            current = self.cache.dirty(entry.id)
+            if current is None or current.stored_cap is not None:
+                return
+            if self.failures.get(entry.id, 0) > failures:
+                raise UploadFailed(self.last_error.get(entry.id, "upload failed"))
+            await self._progress.wait()
+
+    async def flush(self) -> Pending:
+        """Upload every dirty file now; returns what is still pending (call under a timeout)."""
+        now = trio.current_time()
+        for entry in self.cache.dirty_files():
+            if entry.stored_cap is None:
+                self.planner.urgent(entry.id, now)
+        self.poke()
+        while True:
+            pending = self.pending()
+            if pending.files == 0:
+                return pending
+            await self._progress.wait()
