@@ -29,8 +29,10 @@ from desktop.net.protocol import (
     JSON_TYPE,
     MAX_CONTROL_BODY,
     MAX_HEADER_BYTES,
+    MAX_LEASE_SECONDS,
     MAX_RECORD_BODY,
     MAX_WRITE_BODY,
+    MIN_LEASE_SECONDS,
     OCTETS_TYPE,
     PROTOCOL_VERSION,
     RequestError,
@@ -48,6 +50,7 @@ from desktop.net.signing import ReplayCache, SignatureError, SignedRequest, veri
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+_COALESCE_BODY = 64 * 1024
 IDLE_TIMEOUT = 120.0
 BODY_TIMEOUT = 60.0
 HANDSHAKE_TIMEOUT = 15.0
@@ -204,9 +207,18 @@ class NodeServer:
         if close:
             headers.append(("connection", "close"))
         headers.extend(extra or [])
-        await send_event(conn, stream, h11.Response(status_code=status, headers=headers))
-        if body:
-            await send_data(conn, stream, body)
+        response = h11.Response(status_code=status, headers=headers)
+        if len(body) <= _COALESCE_BODY:
+            # Head, body and end in one TLS record and one syscall: small answers are bound by
+            # per-send costs.
+            out = [conn.send(response) or b""]
+            if body:
+                out.append(conn.send(h11.Data(data=body)) or b"")
+            out.append(conn.send(h11.EndOfMessage()) or b"")
+            await stream.send_all(b"".join(out))
+            return
+        await send_event(conn, stream, response)
+        await send_data(conn, stream, body)
         await send_event(conn, stream, h11.EndOfMessage())
 
     async def _send_json(
@@ -245,8 +257,13 @@ class NodeServer:
             await self._dispatch_named(conn, stream, peer, method, target, headers, route)
             return
         declared = headers.get("content-length")
-        if declared is not None and route.action != "write" and int(declared) > MAX_CONTROL_BODY:
+        bulk = route.action in ("write", "put")
+        if declared is not None and not bulk and int(declared) > MAX_CONTROL_BODY:
             raise RequestError(413, f"control body larger than {MAX_CONTROL_BODY} bytes")
+        if route.action == "put":
+            signed = self._verify(method, target, headers)
+            await self._put_sealed(conn, stream, peer, route, signed)
+            return
         if route.action == "write":
             signed = self._verify(method, target, headers)
             await self._write(conn, stream, peer, route, signed, headers)
@@ -381,6 +398,34 @@ class NodeServer:
         else:
             await trio.to_thread.run_sync(store.delete, si, shnum, owner)
             await self._send_json(conn, stream, 200, {"deleted": True})
+
+    async def _put_sealed(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        peer: str,
+        route: Route,
+        signed: SignedRequest,
+    ) -> None:
+        """A whole small share in one request: written, fsynced and sealed at once."""
+        lease = route.offset
+        if not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
+            raise RequestError(
+                400, f"lease must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS} seconds"
+            )
+        body = await self._read_body(conn, stream, MAX_WRITE_BODY)
+        await self.receive_limiter.consume(len(body), peer)
+        if blake3.blake3(body).hexdigest() != signed.body_hex:
+            raise RequestError(400, "body does not match its signed hash")
+        created, state = await trio.to_thread.run_sync(
+            self.store.put_sealed, route.si, route.shnum, body, lease, signed.public_key
+        )
+        await self._send_json(
+            conn,
+            stream,
+            201 if created else 200,
+            {"sealed": True, "size": state.size, "lease_expires": state.lease_expires},
+        )
 
     async def _write(
         self,

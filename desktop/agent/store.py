@@ -229,6 +229,55 @@ class ShareStore:
             self._used += size
             return True, state
 
+    def put_sealed(
+        self, si: bytes, shnum: int, data: bytes, lease_seconds: int, owner: bytes
+    ) -> tuple[bool, ShareState]:
+        """Store a complete share and seal it in one step (small shares: 4 fsyncs, not ~11).
+
+        Idempotent: the same owner putting the same bytes again gets the existing share with its
+        lease extended; different bytes, size or an unsealed share of that name: 409."""
+        size = len(data)
+        with self._lock:
+            existing = self._shares.get((si, shnum))
+            if existing is not None:
+                if existing.owner != owner:
+                    raise StoreError(403, "this share exists and belongs to another client")
+                if not existing.sealed or existing.size != size:
+                    raise StoreError(409, "a different share of this name exists")
+                with open(existing.data_path, "rb") as current:
+                    if current.read() != data:
+                        raise StoreError(409, "data differs from the sealed share")
+                self._extend_lease(existing, lease_seconds)
+                return False, existing
+            refusal = self.admit(size, self.used) if self.admit is not None else None
+            if refusal is not None:
+                raise StoreError(507, refusal)
+            if self.used + size > self.quota:
+                raise StoreError(
+                    507,
+                    f"insufficient storage: share needs {size} bytes, node has {self.free} free",
+                )
+            si_text = storage_index_to_str(si)
+            final = self._shares_dir / si_text[:2] / si_text / str(shnum)
+            staging = self._tmp_dir / f"new-{uuid.uuid4().hex}"
+            staging.mkdir()
+            state = ShareState(si, shnum, size, owner, self.clock() + lease_seconds, True, final)
+            state.ranges = [(0, size)] if size else []
+            if self.fsync:
+                _write_file_synced(staging / "data", data)
+            else:
+                (staging / "data").write_bytes(data)
+            _write_file_synced(staging / "meta.json", self._meta_bytes(state))
+            if self.fsync:
+                _fsync_dir(staging)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+            self._shares[(si, shnum)] = state
+            self._used += size
+            return True, state
+
     def _make_share(
         self, si: bytes, shnum: int, size: int, lease_seconds: int, owner: bytes
     ) -> ShareState:

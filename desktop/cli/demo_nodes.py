@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -38,12 +39,17 @@ class DemoNodesError(PermaCloudError):
 
 
 @dataclass
-class _Child:
+class LocalNode:
     name: str
     data_dir: Path
     process: subprocess.Popen[bytes]
     node_id: str = ""
     address: str = ""
+
+    @property
+    def node_address(self) -> NodeAddress:
+        host, port = self.address.rsplit(":", 1)
+        return NodeAddress(self.node_id, host, int(port))
 
 
 def register_demo(demo_sub: SubParsers) -> None:
@@ -57,7 +63,27 @@ def register_demo(demo_sub: SubParsers) -> None:
     nodes.set_defaults(func=run_nodes)
 
 
-def _start(name: str, data_dir: Path, port: int, quota: str) -> _Child:
+def start_local_nodes(
+    count: int, base: Path, *, base_port: int = 0, quota: str = "2G", extra: Sequence[str] = ()
+) -> list[LocalNode]:
+    """Start `count` node processes under base/nodeNN and wait until all listen (benchmarks
+    use this too). Stop them with `stop_local_nodes`."""
+    children: list[LocalNode] = []
+    try:
+        for index in range(count):
+            name = f"node{index:02d}"
+            port = base_port + index if base_port else 0
+            children.append(_start(name, base / name, port, quota, extra))
+        _wait_ready(children)
+    except BaseException:
+        stop_local_nodes(children)
+        raise
+    return children
+
+
+def _start(
+    name: str, data_dir: Path, port: int, quota: str, extra: Sequence[str] = ()
+) -> LocalNode:
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -74,6 +100,7 @@ def _start(name: str, data_dir: Path, port: int, quota: str) -> _Child:
                 f"127.0.0.1:{port}",
                 "--quota",
                 quota,
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -82,10 +109,10 @@ def _start(name: str, data_dir: Path, port: int, quota: str) -> _Child:
         )
     finally:
         log.close()
-    return _Child(name, data_dir, process)
+    return LocalNode(name, data_dir, process)
 
 
-def _wait_ready(children: list[_Child]) -> None:
+def _wait_ready(children: list[LocalNode]) -> None:
     selector = selectors.DefaultSelector()
     buffers: dict[int, bytes] = {}
     for child in children:
@@ -96,7 +123,7 @@ def _wait_ready(children: list[_Child]) -> None:
     try:
         while waiting and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
-                ready: _Child = key.data
+                ready: LocalNode = key.data
                 fd = key.fileobj.fileno()  # type: ignore[union-attr]
                 chunk = os.read(fd, 4096)
                 if not chunk:
@@ -118,7 +145,7 @@ def _wait_ready(children: list[_Child]) -> None:
         raise DemoNodesError(f"{waiting} node(s) did not start within {START_TIMEOUT:.0f} s")
 
 
-def _stop(children: list[_Child]) -> None:
+def stop_local_nodes(children: list[LocalNode]) -> None:
     for child in children:
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
@@ -146,19 +173,11 @@ def run_nodes(args: argparse.Namespace) -> int:
         stop_requested.append(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children: list[_Child] = []
+    children: list[LocalNode] = []
     try:
-        for index in range(args.count):
-            name = f"node{index:02d}"
-            port = args.base_port + index if args.base_port else 0
-            children.append(_start(name, base / name, port, args.quota))
-        _wait_ready(children)
+        children = start_local_nodes(args.count, base, base_port=args.base_port, quota=args.quota)
         nodes_file = base / "nodes.toml"
-        addresses = []
-        for child in children:
-            host, port_text = child.address.rsplit(":", 1)
-            addresses.append(NodeAddress(child.node_id, host, int(port_text)))
-        write_nodes_file(nodes_file, addresses)
+        write_nodes_file(nodes_file, [child.node_address for child in children])
         table = Table(title=f"{len(children)} PermaCloud nodes")
         table.add_column("name")
         table.add_column("node id")
@@ -184,7 +203,7 @@ def run_nodes(args: argparse.Namespace) -> int:
             time.sleep(0.2)
         console.print(f"stopping {len(children)} nodes ({signal.Signals(stop_requested[0]).name})")
     finally:
-        _stop(children)
+        stop_local_nodes(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -39,7 +39,8 @@ from desktop.core.encoder import Block, EncodedSegment, Encoder, FinishedEncodin
 from desktop.core.errors import InputSizeError, PermaCloudError, ShareCorrupt
 from desktop.core.params import DEFAULT_SEGMENT_SIZE, MAX_SHARES, EncodingParams
 from desktop.core.placement import choose_nodes
-from desktop.net.errors import NodeError
+from desktop.net.errors import NodeError, NodeRefused
+from desktop.net.protocol import MAX_WRITE_BODY
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class _Upload:
         self.encoder = Encoder(self.params, self.source.size, key=await self._key())
         self.si = self.encoder.storage_index
         self.layout = self.encoder.layout
-        self.small = self.layout.share_size <= options.write_size
+        self.small = self.layout.share_size <= min(options.write_size, MAX_WRITE_BODY)
         candidates = self.pool.candidates()
         order = [c.node_id for c in choose_nodes(self.si, candidates, len(candidates))]
         try:
@@ -328,9 +329,10 @@ class _Upload:
         si = self.si
         if receive is None:
             await self.finished_event.wait()  # a replacement checks blocks against the trees
-        await client.create_share(si, shnum, self.layout.share_size, self.options.lease_seconds)
-        self.created.add((shnum, client_node))
         whole = bytearray(self.layout.share_size) if self.small else None
+        if whole is None:
+            await client.create_share(si, shnum, self.layout.share_size, self.options.lease_seconds)
+            self.created.add((shnum, client_node))
         if receive is not None:
             await self._stream(client_node, shnum, receive, whole)
         else:
@@ -341,11 +343,27 @@ class _Upload:
         if whole is not None:
             for offset, data in metadata:
                 whole[offset : offset + len(data)] = data
-            await client.write(si, shnum, 0, memoryview(whole))
-        else:
-            for offset, data in metadata:
-                await client.write(si, shnum, offset, data)
+            self.created.add((shnum, client_node))
+            await self._put_whole(client_node, shnum, memoryview(whole))
+            return
+        for offset, data in metadata:
+            await client.write(si, shnum, offset, data)
         await client.seal(si, shnum)
+
+    async def _put_whole(self, node: str, shnum: int, share: memoryview) -> None:
+        """One request per small share; nodes without that endpoint get create+write+seal."""
+        client = self.pool.client(node)
+        lease = self.options.lease_seconds
+        try:
+            await client.put_sealed(self.si, shnum, share, lease)
+            return
+        except NodeRefused as error:
+            old_node = error.status == 405 or (error.status == 404 and "endpoint" in error.reason)
+            if not old_node:
+                raise
+        await client.create_share(self.si, shnum, len(share), lease)
+        await client.write(self.si, shnum, 0, share)
+        await client.seal(self.si, shnum)
 
     async def _write_runs(
         self,

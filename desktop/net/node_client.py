@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError)
 _SHARED_CONTEXT: ssl.SSLContext | None = None
+_COALESCE_BODY = 64 * 1024
 
 
 def _context() -> ssl.SSLContext:
@@ -199,6 +200,16 @@ class NodeClient:
             if position >= len(view):
                 return
 
+    async def put_sealed(
+        self, si: bytes, shnum: int, data: bytes | memoryview, lease_seconds: int
+    ) -> None:
+        """Create, write and seal a whole share (at most `MAX_WRITE_BODY` bytes) in one request.
+        Idempotent for the same bytes; QuotaExceeded when the node has no room."""
+        if len(data) > MAX_WRITE_BODY:
+            raise ValueError(f"put_sealed carries at most {MAX_WRITE_BODY} bytes")
+        path = share_path(si, shnum, f"/sealed/{lease_seconds}")
+        await self._request("PUT", path, data, signed=True, content_type=OCTETS_TYPE)
+
     async def seal(self, si: bytes, shnum: int) -> None:
         await self._request("POST", share_path(si, shnum, "/seal"), b"", signed=True)
 
@@ -250,6 +261,12 @@ class NodeClient:
             return decode_records(response.body)
         except RecordWireError as error:
             raise ProtocolError(f"node {self.node_id}: {error}") from None
+
+    async def prune_records(self, signer: DeviceKey, up_to: int) -> int:
+        """Drop the signer's records up to `up_to` (covered by a snapshot); returns how many."""
+        path = f"/v1/records/{signer.node_id}/upto/{up_to}"
+        response = await self._request("DELETE", path, b"", signed=True, signer=signer)
+        return int(response.json().get("removed", 0))
 
     async def call_extension(self, name: str, body: bytes) -> Any:
         """POST to a daemon extension endpoint (e.g. invite joins); returns its JSON reply."""
@@ -369,13 +386,21 @@ class NodeClient:
         received_any = False
         peer = self.node_id
         try:
-            await send_event(
-                conn.h11, stream, h11.Request(method=method, target=path, headers=headers)
-            )
+            request = h11.Request(method=method, target=path, headers=headers)
             if body:
                 await self.send_limiter.consume(len(body), peer)
+            if len(body) <= _COALESCE_BODY:
+                # One TLS record and one syscall for the whole request: small requests are
+                # bound by per-send costs, not bytes.
+                parts_out = [conn.h11.send(request) or b""]
+                if body:
+                    parts_out.append(conn.h11.send(h11.Data(data=body)) or b"")  # type: ignore[arg-type]
+                parts_out.append(conn.h11.send(h11.EndOfMessage()) or b"")
+                await stream.send_all(b"".join(parts_out))
+            else:
+                await send_event(conn.h11, stream, request)
                 await send_data(conn.h11, stream, body)
-            await send_event(conn.h11, stream, h11.EndOfMessage())
+                await send_event(conn.h11, stream, h11.EndOfMessage())
             event = await next_event(conn.h11, stream)
             received_any = True
             if isinstance(event, h11.ConnectionClosed):

@@ -58,6 +58,9 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("write", "PUT", re.compile(rf"/v1/shares/{_SI}/{_NUM}/data/{_NUM}")),
     ("seal", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/seal")),
     ("lease", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/lease")),
+    # create + write + seal in one request for shares up to MAX_WRITE_BODY; the last number
+    # is the lease in seconds (in Route.offset).
+    ("put", "PUT", re.compile(rf"/v1/shares/{_SI}/{_NUM}/sealed/{_NUM}")),
 ]
 _WRITER = r"([a-z2-7]{32})"
 _SEQ = r"([1-9][0-9]{0,18})"
@@ -68,7 +71,7 @@ _NAMED_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("ext", "POST", re.compile(r"/v1/ext/([a-z][a-z0-9-]{0,31})")),
 ]
 SIGNED_ACTIONS = frozenset(
-    {"create", "write", "seal", "lease", "delete", "records_put", "records_prune"}
+    {"create", "write", "seal", "lease", "delete", "put", "records_put", "records_prune"}
 )
 MAX_RECORD_SEQ = (1 << 63) - 1
 
