@@ -19,7 +19,7 @@ import trio
 
 from desktop.client.download import download_to_file
 from desktop.client.errors import single_error
-from desktop.client.upload import UploadOptions, upload_file
+from desktop.client.upload import upload_file
 from desktop.core.caps import parse_read_cap
 from desktop.core.errors import PermaCloudError
 from desktop.core.invite import Invite
@@ -116,10 +116,6 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
     ns = daemon.namespace
     index = daemon.index
 
-    def upload_options() -> UploadOptions:
-        storage = daemon.config.storage
-        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy)
-
     async def status(params: dict[str, Any], ctx: CallContext) -> Any:
         files, stored = await daemon.db(index.view_totals)
         outbox = await daemon.db(index.outbox)
@@ -184,7 +180,7 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
             raise PermaCloudError(f"{local} is not a regular file")
         digest = await trio.to_thread.run_sync(content_hash, local)
         async with progress_events(ctx) as report:
-            result = await upload_file(daemon.pool, local, upload_options(), progress=report)
+            result = await upload_file(daemon.pool, local, daemon.upload_options(), progress=report)
         file_info = FileInfo(
             cap=result.cap.to_string(),
             size=result.size,

@@ -39,6 +39,9 @@ CREATE INDEX IF NOT EXISTS view_by_parent ON view (parent);
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY, address TEXT NOT NULL, source TEXT NOT NULL, last_seen REAL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    device TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS invites (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS placements (
     cap TEXT NOT NULL, shnum INTEGER NOT NULL, node TEXT NOT NULL,
@@ -158,6 +161,16 @@ class Index:
 
     def entry_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def save_snapshot(self, device: str, seq: int, data: bytes) -> None:
+        """Keep a device's latest snapshot; entries it covers are no longer needed."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (device, seq, data))
+            db.execute("DELETE FROM entries WHERE device = ? AND seq <= ?", (device, seq))
+
+    def snapshots(self) -> list[tuple[str, int, bytes]]:
+        cursor = self._db.execute("SELECT device, seq, data FROM snapshots ORDER BY device")
+        return [(str(d), int(s), bytes(b)) for d, s, b in cursor]
 
     def enqueue(self, kind: str, key: str, seq: int) -> None:
         with self.transaction() as db:

@@ -24,9 +24,13 @@ from desktop.core.namespace import (
     NamespaceError,
     Op,
     Replica,
+    RetentionPolicy,
+    Snapshot,
     Version,
     ViewNode,
     decode_entry,
+    decode_snapshot,
+    make_snapshot,
     normalize_path,
 )
 from desktop.core.namespace.keys import PrivateKeyLike
@@ -79,6 +83,7 @@ class Namespace:
         self.replica = Replica(account_public_key)
         self.account_id = self.replica.account_id
         self._writer = LogWriter(self.account_id, device_private_key)
+        self._writer_key = device_private_key
         self.device_id = self._writer.device_id
         self.restoring = False  # True while this device's own log must first come back
 
@@ -88,6 +93,11 @@ class Namespace:
         """Rebuild the in-memory replica from the index (certificates, then every log)."""
         for data in self.index.certificates():
             self.replica.add_certificate(DeviceCertificate.from_bytes(data))
+        for device, seq, data in self.index.snapshots():
+            try:
+                self.replica.load_snapshot(decode_snapshot(data))
+            except PermaCloudError as error:
+                logger.error("stored snapshot %s/%d rejected: %s", device, seq, error)
         for device, seq, data in self.index.entries():
             try:
                 self.replica.receive(decode_entry(data))
@@ -159,6 +169,26 @@ class Namespace:
         self.index.add_entries(
             ((e.device_id, e.seq, e.to_bytes()) for e in entries), rows, removed, publish=publish
         )
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def make_own_snapshot(self, policy: RetentionPolicy) -> Snapshot:
+        head = self.replica.head(self.device_id)
+        ops = self.replica.view.ops(self.device_id, head.seq)
+        return make_snapshot(
+            self._writer_key, self.account_id, ops, head, policy, int(time.time() * 1000)
+        )
+
+    def load_snapshot(self, data: bytes) -> set[str]:
+        """Adopt a device's signed snapshot (a device joining late starts from it)."""
+        snapshot = decode_snapshot(data)
+        changed = self.replica.load_snapshot(snapshot)
+        self._persist([], changed, publish=False)
+        self.index.save_snapshot(snapshot.device_id, snapshot.seq, data)
+        return changed
+
+    def store_own_snapshot(self, snapshot: Snapshot) -> None:
+        self.index.save_snapshot(snapshot.device_id, snapshot.seq, snapshot.to_bytes())
 
     # --- reading ----------------------------------------------------------------------------
 

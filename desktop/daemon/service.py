@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -24,9 +25,11 @@ import trio
 from desktop.agent.human_values import parse_size
 from desktop.agent.node import NodeConfig, RunningNode, serve_node
 from desktop.agent.runtime import AgentRuntime
+from desktop.client.download import download_bytes
 from desktop.client.pool import NodePool
+from desktop.client.upload import UploadOptions, upload_bytes
 from desktop.core.errors import PermaCloudError
-from desktop.core.namespace import DeviceCertificate
+from desktop.core.namespace import DeviceCertificate, RetentionPolicy
 from desktop.daemon.account import AccountKeys, load_keys
 from desktop.daemon.config import DeviceConfig, load_config
 from desktop.daemon.discovery import run_discovery
@@ -35,6 +38,7 @@ from desktop.daemon.ipc_server import EventBus, IpcServer
 from desktop.daemon.namespace import Namespace
 from desktop.daemon.paths import AppPaths
 from desktop.daemon.replication import (
+    REPLICAS,
     cert_record,
     decode_account_record,
     decode_entries,
@@ -42,8 +46,10 @@ from desktop.daemon.replication import (
     node_record,
     publish_account_record,
     publish_record,
+    record_nodes,
 )
 from desktop.daemon.secrets import open_secret_store
+from desktop.net.errors import NodeError
 from desktop.net.identity import node_id_from_public_key
 from desktop.net.nodes_file import NodeAddress, parse_address
 
@@ -54,6 +60,9 @@ T = TypeVar("T")
 
 REPLICATION_INTERVAL = float(os.environ.get("PERMACLOUD_REPLICATION_INTERVAL", "2.0"))
 REFRESH_INTERVAL = 10.0
+SNAPSHOT_EVERY = int(os.environ.get("PERMACLOUD_SNAPSHOT_EVERY", "1000"))
+SNAPSHOT_RECORD_BASE = 1 << 62  # record numbers above this point at snapshots, not entries
+RETENTION = RetentionPolicy(keep_last=100, keep_days=365)
 
 
 class DaemonAlreadyRunning(PermaCloudError):
@@ -203,6 +212,47 @@ class Daemon:
         if records:
             await self.db(self.index.set_meta, "account_log_seq", str(records[-1][0]))
 
+    async def compact_own_log(self) -> bool:
+        """Every SNAPSHOT_EVERY entries: a signed snapshot (stored like any file), announced in
+        this device's record log, and the entries it covers pruned from the nodes."""
+        head = await self.db(self.namespace.head_seq, self.namespace.device_id)
+        last = int(await self.db(self.index.get_meta, "snapshot_seq") or 0)
+        if head - last < SNAPSHOT_EVERY:
+            return False
+        if await self.db(self.index.outbox):
+            return False  # snapshot only what the nodes already have
+        snapshot = await self.db(self.namespace.make_own_snapshot, RETENTION)
+        result = await upload_bytes(self.pool, snapshot.to_bytes(), self.upload_options())
+        pointer = json.dumps({"snapshot": result.cap.to_string(), "seq": snapshot.seq}).encode()
+        stored = await publish_record(
+            self.pool, self.keys, self.keys.device_key, SNAPSHOT_RECORD_BASE + snapshot.seq, pointer
+        )
+        if not stored:
+            return False
+        await self.db(self.namespace.store_own_snapshot, snapshot)
+        await self.db(self.index.set_meta, "snapshot_seq", str(snapshot.seq))
+        for node_id in record_nodes(self.pool, self.keys.device_key.node_id, REPLICAS):
+            try:
+                await self.pool.client(node_id).prune_records(self.keys.device_key, snapshot.seq)
+            except NodeError as error:
+                logger.info("pruning on %s: %s", node_id, error)
+        self.activity.add("sync", f"log compacted up to entry {snapshot.seq}")
+        return True
+
+    def upload_options(self) -> UploadOptions:
+        storage = self.config.storage
+        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy)
+
+    async def _adopt_snapshot(self, device_id: str, pointers: list[tuple[int, bytes]]) -> None:
+        """The newest snapshot of a device whose early entries are gone from the nodes."""
+        seq, data = pointers[-1]
+        pointer = json.loads(data)
+        blob = await download_bytes(self.pool, str(pointer["snapshot"]))
+        changed = await self.db(self.namespace.load_snapshot, blob)
+        if changed:
+            self.bus.publish("namespace", {"changed": sorted(changed)})
+        logger.info("started %s's log from its snapshot at %d", device_id[:8], seq)
+
     async def fetch_device_logs(self, *, include_own: bool = False) -> int:
         merged = 0
         for cert in await self.db(self.namespace.devices):
@@ -211,9 +261,19 @@ class Daemon:
             writer = node_id_from_public_key(cert.device_public_key)
             after = await self.db(self.namespace.head_seq, cert.device_id)
             records = await fetch_records(self.pool, self.keys, writer, after)
-            if not records:
+            entries = [(s, d) for s, d in records if s < SNAPSHOT_RECORD_BASE]
+            pointers = [
+                (s - SNAPSHOT_RECORD_BASE, d) for s, d in records if s >= SNAPSHOT_RECORD_BASE
+            ]
+            first = entries[0][0] if entries else None
+            if pointers and pointers[-1][0] > after and (first is None or first > after + 1):
+                try:
+                    await self._adopt_snapshot(cert.device_id, pointers)
+                except (PermaCloudError, KeyError, ValueError) as error:
+                    logger.warning("snapshot of %s unusable: %s", cert.device_id[:8], error)
+            if not entries:
                 continue
-            result = await self.db(self.namespace.receive, decode_entries(records))
+            result = await self.db(self.namespace.receive, decode_entries(entries))
             merged += result.merged
             for reason in result.rejected:
                 self.activity.add("error", reason)
@@ -246,6 +306,7 @@ class Daemon:
         if self.namespace.restoring:
             await self.restore_from_network()
         await self.publish_outbox()
+        await self.compact_own_log()
         await self.fetch_account_log()
         await self.fetch_device_logs()
 

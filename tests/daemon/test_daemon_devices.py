@@ -277,3 +277,24 @@ def test_deleted_index_is_rebuilt_from_the_network(
     alice.cli("put", str(_write(tmp_path / "new.txt", b"after rebuild")), "/new.txt")
     bob.wait_until(lambda: "new.txt" in _names(bob, "/"), what="post-rebuild put on bob")
     assert "Traceback" not in bob.log() and "tampered" not in bob.log().lower()
+
+
+def test_a_late_device_starts_from_a_snapshot(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With compaction every 5 entries, alice's early entries are pruned from the nodes; a
+    device joining later still gets the whole namespace, from her signed snapshot."""
+    monkeypatch.setenv("PERMACLOUD_SNAPSHOT_EVERY", "5")
+    alice = devices.init("alice", nodes_file).start()
+    for i in range(7):
+        alice.cli("mkdir", f"/folder{i}")
+    alice.wait_until(
+        lambda: "log compacted" in json.dumps(alice.call("activity", {"limit": 50})),
+        what="a snapshot",
+    )
+    code = alice.cli_json("invite")["code"]
+    bob = devices.join("bob", code).start()
+    bob.wait_until(lambda: len(_names(bob, "/")) == 7, what="all folders on bob")
+    assert "from its snapshot" in bob.log()
+    alice.cli("mkdir", "/after")
+    bob.wait_until(lambda: "after" in _names(bob, "/"), what="entry after the snapshot")
