@@ -3,11 +3,15 @@ sys.path, so tests import helpers such as `helpers_nodes` directly."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers_nodes import NodeFactory
+
+# Zeroconf in any daemon a test starts stays on loopback: no traffic leaves 127.0.0.0/8.
+os.environ["PERMACLOUD_ZEROCONF_INTERFACES"] = "127.0.0.1"
 
 
 @pytest.fixture
