@@ -38,6 +38,7 @@ from desktop.net.protocol import (
     RequestError,
     Route,
     error_body,
+    parse_batch,
     parse_create,
     parse_lease,
     parse_range,
@@ -253,6 +254,10 @@ class NodeServer:
         headers: dict[str, str],
     ) -> None:
         route = parse_target(method, target)
+        if route.action == "batch_put":
+            signed = self._verify(method, target, headers)
+            await self._put_batch(conn, stream, peer, route, signed)
+            return
         if route.action.startswith("records_") or route.action == "ext":
             await self._dispatch_named(conn, stream, peer, method, target, headers, route)
             return
@@ -398,6 +403,36 @@ class NodeServer:
         else:
             await trio.to_thread.run_sync(store.delete, si, shnum, owner)
             await self._send_json(conn, stream, 200, {"deleted": True})
+
+    async def _put_batch(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        peer: str,
+        route: Route,
+        signed: SignedRequest,
+    ) -> None:
+        """Many small sealed shares in one request; each gets its own status, like a sealed
+        put of its own (so one full quota does not fail the others)."""
+        lease = route.offset
+        if not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
+            raise RequestError(
+                400, f"lease must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS} seconds"
+            )
+        body = await self._read_body(conn, stream, MAX_WRITE_BODY)
+        await self.receive_limiter.consume(len(body), peer)
+        if blake3.blake3(body).hexdigest() != signed.body_hex:
+            raise RequestError(400, "body does not match its signed hash")
+        items = parse_batch(body)
+        results = await trio.to_thread.run_sync(
+            self.store.put_sealed_many, items, lease, signed.public_key
+        )
+        await self._send_json(
+            conn,
+            stream,
+            200,
+            {"results": [{"status": status, "error": error} for status, error in results]},
+        )
 
     async def _put_sealed(
         self,

@@ -278,6 +278,21 @@ class ShareStore:
             self._used += size
             return True, state
 
+    def put_sealed_many(
+        self, items: list[tuple[bytes, int, bytes]], lease_seconds: int, owner: bytes
+    ) -> list[tuple[int, str]]:
+        """`put_sealed` for each (si, shnum, data): a (status, error) per item, 201 created or
+        200 already there, else the refusal's status and message."""
+        results: list[tuple[int, str]] = []
+        for si, shnum, data in items:
+            try:
+                created, _ = self.put_sealed(si, shnum, data, lease_seconds, owner)
+            except StoreError as error:
+                results.append((error.status, str(error)))
+            else:
+                results.append((201 if created else 200, ""))
+        return results
+
     def _make_share(
         self, si: bytes, shnum: int, size: int, lease_seconds: int, owner: bytes
     ) -> ShareState:

@@ -51,6 +51,7 @@ class DownloadOptions:
     locate_timeout: float = 5.0
     locate_grace: float = 0.05
     locate_parallel: int = 16
+    locate_hedge: float = 0.5  # ask one more node when none answered for this long
     fetch_size: int = 8 * 1024 * 1024
     whole_share_limit: int = 1024 * 1024  # shares up to this size are read in one request
     workers: int = 2
@@ -83,46 +84,69 @@ async def locate_shares(
     once when the k primaries are among them); with None, waits for every node (or timeout).
     """
     options = options or DownloadOptions()
+    # The uploader placed shares by rendezvous order weighted by free space; with the same
+    # weights the first nodes asked are the likely holders.
+    weights = {c.node_id: c.weight for c in pool.candidates()}
+    candidates = [Candidate(n, weights.get(n, 1.0)) for n in pool.node_ids]
     order = [
-        c.node_id
-        for c in rendezvous_order(storage_index, [Candidate(n) for n in pool.node_ids])
-        if c.node_id not in skip
+        c.node_id for c in rendezvous_order(storage_index, candidates) if c.node_id not in skip
     ]
     found: dict[str, dict[int, int]] = {}
     answered: set[str] = set()
     failed: dict[str, str] = {}
-    limiter = trio.CapacityLimiter(max(1, options.locate_parallel))
     Answer = tuple[str, dict[int, int] | str]
     send, receive = trio.open_memory_channel[Answer](math.inf)
 
-    async def ask(node_id: str, out: trio.MemorySendChannel[Answer]) -> None:
-        async with out, limiter:
-            started = time.monotonic()
-            result: dict[int, int] | str = f"no answer within {options.timeout:.1f} s"
-            with trio.move_on_after(options.timeout):
-                try:
-                    shares = await pool.client(node_id).list_shares(storage_index)
-                    result = {s.shnum: s.size for s in shares if s.sealed}
-                    pool.record_success(node_id, time.monotonic() - started)
-                except NodeError as error:
-                    logger.info("node %s cannot list shares: %s", node_id, error)
-                    pool.record_failure(node_id, error)
-                    result = str(error)
-            await out.send((node_id, result))
+    async def ask(node_id: str) -> None:
+        started = time.monotonic()
+        result: dict[int, int] | str = f"no answer within {options.timeout:.1f} s"
+        with trio.move_on_after(options.timeout):
+            try:
+                shares = await pool.client(node_id).list_shares(storage_index)
+                result = {s.shnum: s.size for s in shares if s.sealed}
+                pool.record_success(node_id, time.monotonic() - started)
+            except NodeError as error:
+                logger.info("node %s cannot list shares: %s", node_id, error)
+                pool.record_failure(node_id, error)
+                result = str(error)
+        with trio.CancelScope(shield=True):
+            await send.send((node_id, result))
+
+    # With `want`, only want + 1 nodes are asked at first; every empty or failed answer, and
+    # every `locate_hedge` seconds without an answer, asks one more. Without, all at once.
+    pending = list(order)
+    in_flight = 0
+
+    def ask_more(nursery: trio.Nursery, count: int) -> None:
+        nonlocal in_flight
+        for _ in range(count):
+            if not pending:
+                return
+            nursery.start_soon(ask, pending.pop(0))
+            in_flight += 1
 
     async with trio.open_nursery() as nursery:
-        async with send:
-            for node_id in order:
-                nursery.start_soon(ask, node_id, send.clone())
+        first = len(pending) if want is None else want + 1
+        ask_more(nursery, min(first, options.locate_parallel))
         with trio.move_on_after(options.locate_timeout) as scope:
-            async for node_id, shares in receive:
+            while in_flight:
+                with trio.move_on_after(options.locate_hedge) as wait:
+                    node_id, shares = await receive.receive()
+                if wait.cancelled_caught:
+                    ask_more(nursery, 1)
+                    continue
+                in_flight -= 1
                 if isinstance(shares, str):
                     failed[node_id] = shares
+                    ask_more(nursery, 1)
                     continue
                 answered.add(node_id)
                 if shares:
                     found[node_id] = shares
+                else:
+                    ask_more(nursery, 1)
                 if want is None:
+                    ask_more(nursery, 1)
                     continue
                 known = {s for held in found.values() for s in held}
                 if len(known) >= want:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import trio
 
+from desktop.client.batcher import SmallPutBatcher
 from desktop.core.placement import Candidate, weight_for
 from desktop.net.errors import NodeError, NodeUnavailable
 from desktop.net.identity import DeviceKey
@@ -70,6 +71,7 @@ class NodePool:
         self.stats: dict[str, NodeStats] = {}
         self._retired: list[NodeClient] = []
         self.last_refresh = 0.0
+        self.small_puts = SmallPutBatcher()
         self.update(nodes)
 
     def update(self, nodes: Iterable[NodeAddress]) -> None:

@@ -355,7 +355,7 @@ class _Upload:
         client = self.pool.client(node)
         lease = self.options.lease_seconds
         try:
-            await client.put_sealed(self.si, shnum, share, lease)
+            await self.pool.small_puts.put(client, self.si, shnum, share, lease)
             return
         except NodeRefused as error:
             old_node = error.status == 405 or (error.status == 404 and "endpoint" in error.reason)

@@ -10,7 +10,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import h11
 import trio
 
 from desktop.net.errors import (
+    NodeRefused,
     NodeUnavailable,
     ProtocolError,
     WrongNodeIdentity,
@@ -30,6 +31,8 @@ from desktop.net.protocol import (
     MAX_HEADER_BYTES,
     MAX_WRITE_BODY,
     OCTETS_TYPE,
+    batch_size,
+    encode_batch,
     records_path,
     share_path,
 )
@@ -209,6 +212,31 @@ class NodeClient:
             raise ValueError(f"put_sealed carries at most {MAX_WRITE_BODY} bytes")
         path = share_path(si, shnum, f"/sealed/{lease_seconds}")
         await self._request("PUT", path, data, signed=True, content_type=OCTETS_TYPE)
+
+    async def put_sealed_many(
+        self, items: Sequence[tuple[bytes, int, bytes | memoryview]], lease_seconds: int
+    ) -> list[NodeRefused | None]:
+        """Several whole shares (si, shnum, data) in one request (at most `MAX_WRITE_BODY`
+        bytes in all): None for each stored, or the refusal (QuotaExceeded...) for that share."""
+        if batch_size(items) > MAX_WRITE_BODY:
+            raise ValueError(f"a batch carries at most {MAX_WRITE_BODY} bytes")
+        body = encode_batch(items)
+        response = await self._request(
+            "PUT", f"/v1/batch/sealed/{lease_seconds}", body, signed=True, content_type=OCTETS_TYPE
+        )
+        try:
+            results = response.json()["results"]
+            out: list[NodeRefused | None] = [
+                None
+                if int(r["status"]) in (200, 201)
+                else refused_error(int(r["status"]), str(r["error"]))
+                for r in results
+            ]
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("node sent an incomplete batch response") from None
+        if len(out) != len(items):
+            raise ProtocolError("node answered a batch with the wrong number of results")
+        return out
 
     async def seal(self, si: bytes, shnum: int) -> None:
         await self._request("POST", share_path(si, shnum, "/seal"), b"", signed=True)

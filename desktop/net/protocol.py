@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +71,21 @@ _NAMED_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("records_put", "PUT", re.compile(rf"/v1/records/{_WRITER}/{_SEQ}")),
     ("records_prune", "DELETE", re.compile(rf"/v1/records/{_WRITER}/upto/{_SEQ}")),
     ("ext", "POST", re.compile(r"/v1/ext/([a-z][a-z0-9-]{0,31})")),
+    # Many whole small shares in one request (see encode_batch); the number is the lease.
+    ("batch_put", "PUT", re.compile(rf"/v1/batch/(sealed)/{_NUM}")),
 ]
 SIGNED_ACTIONS = frozenset(
-    {"create", "write", "seal", "lease", "delete", "put", "records_put", "records_prune"}
+    {
+        "create",
+        "write",
+        "seal",
+        "lease",
+        "delete",
+        "put",
+        "batch_put",
+        "records_put",
+        "records_prune",
+    }
 )
 MAX_RECORD_SEQ = (1 << 63) - 1
 
@@ -121,6 +135,43 @@ def parse_target(method: str, target: bytes) -> Route:
     if methods_seen:
         raise RequestError(405, f"method {method} not allowed here")
     raise RequestError(404, "no such endpoint")
+
+
+_BATCH_ITEM = struct.Struct(">16sHI")  # storage index, share number, length
+MAX_BATCH_ITEMS = 1024
+
+
+def encode_batch(items: Sequence[tuple[bytes, int, bytes | memoryview]]) -> bytes:
+    """Body of a batch put: for each share, its storage index, number, length, then bytes."""
+    parts: list[bytes | memoryview] = []
+    for si, shnum, data in items:
+        parts.append(_BATCH_ITEM.pack(si, shnum, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def batch_size(items: Sequence[tuple[bytes, int, bytes | memoryview]]) -> int:
+    return sum(_BATCH_ITEM.size + len(data) for _, _, data in items)
+
+
+def parse_batch(body: bytes) -> list[tuple[bytes, int, bytes]]:
+    """The shares of a batch put body; RequestError(400) when it is malformed."""
+    items: list[tuple[bytes, int, bytes]] = []
+    position = 0
+    while position < len(body):
+        if len(body) - position < _BATCH_ITEM.size:
+            raise RequestError(400, "batch body ends inside an item header")
+        si, shnum, length = _BATCH_ITEM.unpack_from(body, position)
+        position += _BATCH_ITEM.size
+        if shnum > MAX_SHNUM:
+            raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
+        if length > len(body) - position:
+            raise RequestError(400, "batch body ends inside an item")
+        items.append((si, shnum, body[position : position + length]))
+        position += length
+        if len(items) > MAX_BATCH_ITEMS:
+            raise RequestError(400, f"a batch carries at most {MAX_BATCH_ITEMS} shares")
+    return items
 
 
 def share_path(si: bytes, shnum: int | None = None, suffix: str = "") -> str:
