@@ -66,6 +66,7 @@ class UploadOptions:
     convergence_secret: bytes | None = None
     lag_grace: float = 2.0
     write_size: int = 4 * 1024 * 1024
+    write_depth: int = 2
     workers: int = 2
 
     def params(self) -> EncodingParams:
@@ -405,21 +406,43 @@ class _Upload:
         whole: bytearray | None,
     ) -> None:
         limit = self.options.write_size
-        while True:
+        if whole is not None:  # small share: collected here, sent in one request later
+            async for segment in receive:
+                await self._write_runs(node, shnum, [(segment.index, segment.blocks[shnum])], whole)
+            return
+        # Up to `write_depth` writes in flight per share, so the node's fsync of one write
+        # overlaps the transfer of the next.
+        slots = trio.Semaphore(max(1, self.options.write_depth))
+        errors: list[NodeError] = []
+
+        async def write(batch: list[tuple[int, Block]], cancel: trio.CancelScope) -> None:
             try:
-                first = await receive.receive()
-            except trio.EndOfChannel:
-                return
-            batch = [(first.index, first.blocks[shnum])]
-            size = len(batch[0][1])
-            while size < limit:
+                await self._write_runs(node, shnum, batch, None)
+            except NodeError as error:
+                errors.append(error)
+                cancel.cancel()
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as writes:
+            while not errors:
                 try:
-                    segment = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
+                    first = await receive.receive()
+                except trio.EndOfChannel:
                     break
-                batch.append((segment.index, segment.blocks[shnum]))
-                size += len(batch[-1][1])
-            await self._write_runs(node, shnum, batch, whole)
+                batch = [(first.index, first.blocks[shnum])]
+                size = len(batch[0][1])
+                while size < limit:
+                    try:
+                        segment = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append((segment.index, segment.blocks[shnum]))
+                    size += len(batch[-1][1])
+                await slots.acquire()
+                writes.start_soon(write, batch, writes.cancel_scope)
+        if errors:
+            raise errors[0]
 
     async def _reencode(self, node: str, shnum: int, whole: bytearray | None) -> None:
         """Re-create share `shnum` from the source for a replacement node."""
