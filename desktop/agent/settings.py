@@ -58,8 +58,11 @@ class Settings:
     """Percent: on battery below this, suspend ..."""
     battery_resume_margin: float = 10.0
     """... and resume only at suspend_below + margin percent, or on AC (no flapping)."""
-    cpu_suspend_above: float | None = 0.9
-    """Normalised 1-minute load (1.0 = every core busy) above which to suspend; None = never."""
+    cpu_suspend_above: float | None = None
+    """Normalised 1-minute load (1.0 = every core busy) above which to suspend; None = never.
+
+    Off by default: load average counts the node's own work and every waiting process, so on a
+    busy (or small) machine it would suspend sharing for good; users who want it set it."""
     cpu_resume_below: float = 0.6
     cpu_duty_active: float = 0.1
     """Fraction of time background CPU work (audits, repair, GC) may run while the user is on."""

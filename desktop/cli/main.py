@@ -15,6 +15,7 @@ from types import ModuleType
 
 from desktop import __version__
 from desktop.core.errors import PermaCloudError
+from desktop.memory import bound_allocator
 
 # Command name -> module registering it. Only the module of the command being run is imported,
 # so light processes (the tray) never load the engine; `--help` imports them all.
@@ -72,6 +73,7 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_allocator()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

@@ -155,7 +155,7 @@ def test_set_parses_human_values_and_returns_new_settings() -> None:
     [
         ("up_actve", "1M", "unknown setting 'up_actve' (known: donated, min_free"),
         ("up_active", "fast", "up_active: 'fast' is not a rate"),
-        ("cpu_resume_below", "0.95", "cpu_resume_below: must be below cpu_suspend_above (0.9)"),
+        ("cpu_suspend_above", "0.5", "cpu_resume_below: must be below cpu_suspend_above (0.5)"),
         ("floor_rate", "unlimited", "floor_rate: the floor rate must be a number"),
         ("cpu_duty_active", "1.5", "cpu_duty_active: must be between 0 and 1"),
         ("windows", "mon 9:00", "windows: '9:00' is not a time range"),

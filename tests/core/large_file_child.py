@@ -18,6 +18,7 @@ import blake3
 from desktop.core.decoder import decode_stream
 from desktop.core.encoder import encode_stream
 from desktop.core.params import EncodingParams
+from desktop.memory import bound_allocator
 
 KEEP = (0, 1, 2, 3)
 DECODE_FROM = (0, 1, 3)
@@ -41,6 +42,7 @@ class GeneratedInput:
 
 
 def main(size: int, directory: Path) -> None:
+    bound_allocator()  # as every `permacloud` process does at start
     params = EncodingParams()
     source = GeneratedInput(size, b"permacloud large file test")
     stream = encode_stream(source.read, params, size, workers=2)
