@@ -157,6 +157,7 @@ def mount_service(daemon: Daemon) -> MountService:
             upload_delay=_env_float("PERMACLOUD_FUSE_UPLOAD_DELAY", 2.0),
             read_timeout=_env_float("PERMACLOUD_FUSE_READ_TIMEOUT", 15.0),
             flush_timeout=_env_float("PERMACLOUD_FUSE_FLUSH_TIMEOUT", 60.0),
+            upload_timeout=_env_float("PERMACLOUD_FUSE_UPLOAD_TIMEOUT", 300.0),
             n=daemon.config.storage.n,
         )
         service = _services[daemon] = MountService(DaemonBackend(daemon), settings)

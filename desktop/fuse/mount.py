@@ -50,6 +50,7 @@ class MountSettings:
     read_timeout: float = 15.0
     flush_timeout: float = 60.0
     readahead_chunks: int = 4
+    upload_timeout: float = 300.0
     n: int = 10
 
 
@@ -115,6 +116,12 @@ class MountService:
             "pending_files": pending.files,
             "pending_bytes": pending.bytes,
             "cache_bytes": self.cache.clean_bytes() if self.cache else 0,
+            "pending_paths": sorted(
+                e.path
+                for e in (self.cache.dirty_files() if self.cache else [])
+                if e.stored_cap is None
+            )[:20],
+            "uploading": len(self.uploader.planner.running()) if self.uploader else 0,
         }
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -123,7 +130,9 @@ class MountService:
         """Serve until cancelled (daemon shutdown): then unmount, flush, keep the rest."""
         settings = self.settings
         cache = self.cache = Cache(settings.cache_dir, settings.cache_limit)
-        uploader = self.uploader = Uploader(self.backend, cache, settings.upload_delay)
+        uploader = self.uploader = Uploader(
+            self.backend, cache, settings.upload_delay, timeout=settings.upload_timeout
+        )
         self.fetcher = Fetcher(
             self.backend.pool, cache, settings.read_timeout, settings.readahead_chunks
         )

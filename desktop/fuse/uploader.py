@@ -47,8 +47,16 @@ class Pending:
 
 
 class Uploader:
-    def __init__(self, backend: Backend, cache: Cache, delay: float, parallel: int = 4) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        cache: Cache,
+        delay: float,
+        parallel: int = 4,
+        timeout: float = 300.0,
+    ) -> None:
         self.backend = backend
+        self.timeout = timeout
         self.cache = cache
         self.planner = UploadPlanner(delay)
         self.limiter = trio.CapacityLimiter(parallel)
@@ -120,10 +128,14 @@ class Uploader:
         ok, again = False, False
         try:
             async with self.limiter:
-                ok, again = await self._store(file_id)
-        except PermaCloudError as error:
+                entry = self.cache.dirty(file_id)
+                # A stalled upload must not block the queue: the base timeout plus 1 MiB/s.
+                limit = self.timeout + (entry.size if entry else 0) / (1 << 20)
+                with trio.fail_after(limit):
+                    ok, again = await self._store(file_id)
+        except (PermaCloudError, OSError, trio.TooSlowError) as error:
             self.failures[file_id] = self.failures.get(file_id, 0) + 1
-            self.last_error[file_id] = str(error)
+            self.last_error[file_id] = str(error) or type(error).__name__
             entry = self.cache.dirty(file_id)
             logger.warning("upload of %s failed: %s", entry.path if entry else file_id, error)
         finally:

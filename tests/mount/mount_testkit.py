@@ -16,6 +16,7 @@ MOUNT_ENV = {
     "PERMACLOUD_FUSE_UPLOAD_DELAY": "0.3",
     "PERMACLOUD_FUSE_READ_TIMEOUT": "6",
     "PERMACLOUD_FUSE_FLUSH_TIMEOUT": "60",
+    "PERMACLOUD_FUSE_UPLOAD_TIMEOUT": "20",
 }
 
 
@@ -65,7 +66,10 @@ def wait_uploaded(device: Device, timeout: float = 90.0) -> None:
         status = device.call("mount.status")
         return bool(status["pending_files"] == 0)
 
-    device.wait_until(done, timeout=timeout, what="uploads to finish")
+    try:
+        device.wait_until(done, timeout=timeout, what="uploads to finish")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {device.call('mount.status')}") from None
 
 
 def wait_for(predicate: object, timeout: float = 30.0, what: str = "condition") -> None:
