@@ -9,6 +9,7 @@ from helpers_nodes import NodeFactory
 
 from desktop.net.errors import AuthError, NodeRefused, QuotaExceeded
 from desktop.net.identity import DeviceKey
+from desktop.net.protocol import RequestError, encode_batch, parse_batch
 
 
 async def test_put_sealed_is_readable_idempotent_and_guarded(node_factory: NodeFactory) -> None:
@@ -42,3 +43,37 @@ async def test_put_sealed_is_readable_idempotent_and_guarded(node_factory: NodeF
     again = node_factory.restart(restarted)
     async with again.client(owner) as client:
         assert await client.read(si, 1) == share
+
+
+async def test_batch_put_answers_per_share(node_factory: NodeFactory) -> None:
+    node = node_factory.start(quota="300K")
+    owner, stranger = DeviceKey.generate(), DeviceKey.generate()
+    si, other_si = os.urandom(16), os.urandom(16)
+    shares = {shnum: os.urandom(20_000 + shnum) for shnum in range(5)}
+    async with node.client(owner) as client, node.client(stranger) as other:
+        await other.put_sealed(other_si, 0, b"theirs", 3600)
+        items: list[tuple[bytes, int, bytes | memoryview]] = [
+            (si, s, data) for s, data in shares.items()
+        ]
+        items += [(other_si, 0, b"mine now?"), (si, 9, os.urandom(250_000))]
+        results = await client.put_sealed_many(items, 3600)
+        assert results[:5] == [None] * 5
+        assert isinstance(results[5], AuthError)
+        assert isinstance(results[6], QuotaExceeded)
+        for shnum, data in shares.items():
+            assert await client.read(si, shnum) == data
+        again = await client.put_sealed_many(items[:2], 3600)  # idempotent
+        assert again == [None, None]
+
+
+def test_batch_body_round_trip_and_malformed_bodies() -> None:
+    items: list[tuple[bytes, int, bytes | memoryview]] = [
+        (b"a" * 16, 1, b"xyz"),
+        (b"b" * 16, 255, b""),
+    ]
+    body = encode_batch(items)
+    assert parse_batch(body) == [(b"a" * 16, 1, b"xyz"), (b"b" * 16, 255, b"")]
+    for bad in (body[:-1], body[:10], encode_batch([(b"c" * 16, 256, b"")])):
+        with pytest.raises(RequestError) as error:
+            parse_batch(bad)
+        assert error.value.status == 400

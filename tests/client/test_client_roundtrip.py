@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 
 import pytest
+import trio
 from client_testkit import by_id, partial_files, random_file, share_file
 from helpers_nodes import NodeFactory
 
@@ -20,6 +22,7 @@ from desktop.client.download import (
 )
 from desktop.client.pool import NodePool
 from desktop.client.upload import UploadOptions, upload_bytes, upload_file
+from desktop.core.caps import ReadCap
 from desktop.core.errors import NotEnoughShares
 from desktop.net.identity import DeviceKey
 
@@ -139,3 +142,16 @@ async def test_small_blobs_and_empty_files_round_trip(node_factory: NodeFactory)
         second = await upload_bytes(pool, b"same bytes", options)
         assert first.cap == second.cap  # convergent: same secret and content, same cap
         assert await read_range(pool, first.cap, 5, 100) == b"bytes"
+
+        # Many small uploads at once: their shares to each node travel in batch requests.
+        blobs = [os.urandom(4096) for _ in range(30)]
+        caps: dict[int, ReadCap] = {}
+
+        async def put(index: int) -> None:
+            caps[index] = (await upload_bytes(pool, blobs[index])).cap
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(blobs)):
+                nursery.start_soon(put, index)
+        for index, blob in enumerate(blobs):
+            assert await download_bytes(pool, caps[index]) == blob
