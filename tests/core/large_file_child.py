@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -39,6 +38,15 @@ class GeneratedInput:
         self.pos += n
         self.hasher.update(chunk)
         return chunk
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's peak
+    across fork+exec into it, so under a big pytest process it reported ~500 MiB for nothing."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main(size: int, directory: Path) -> None:
@@ -82,7 +90,7 @@ def main(size: int, directory: Path) -> None:
                 "corrupt_shares": out.corrupt_shares,
                 "share_size": finished.layout.share_size,
                 "disk_share_size": os.path.getsize(directory / "share3"),
-                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_kib": peak_rss_kib(),
             }
         )
     )
