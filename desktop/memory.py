@@ -2,9 +2,10 @@
 
 The pipeline allocates and frees multi-MiB segment buffers from several threads. glibc raises
 its mmap threshold after every large free (up to 32 MiB), after which such buffers come from
-per-thread heaps that fragment and rarely shrink: under load the peak RSS of a 2 GiB encode grew
-from ~70 MiB to ~400 MiB. Fixing the threshold (which also disables the dynamic adjustment) and
-capping the arenas keeps memory bounded whatever the file size.
+per-thread heaps that fragment and rarely shrink. Fixing the threshold (which also disables the
+dynamic adjustment) and capping the arenas keeps a long-running daemon's memory close to what
+it uses. (An earlier note here blamed this for a 400 MiB peak in the 2 GiB test; that figure was
+ru_maxrss inheriting pytest's own peak, see tests/core/large_file_child.py.)
 """
 
 from __future__ import annotations
