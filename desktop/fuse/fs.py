@@ -572,8 +572,8 @@ class PermaFS(pyfuse3.Operations):
             return
         self.fetcher.pinned = self._pinned()
         if handle.fd is not None:
-            if handle.writable:
-                await trio.to_thread.run_sync(os.fdatasync, handle.fd)
+            # No fdatasync here: a killed daemon loses nothing in the page cache, and the
+            # upload follows shortly; fsync() is the way to ask for durability now.
             os.close(handle.fd)
         if handle.writable and handle.dirty is not None:
             self.uploader.closed(handle.dirty)

@@ -1,0 +1,129 @@
+"""FUSE mount throughput beside the plain local disk, in the same run.
+
+`mount_seq_write_mbps` is write+close (at cache speed, upload in the background);
+`mount_seq_write_stored_mbps` adds fsync, which returns once the nodes hold the data.
+
+Starts 8 real nodes and one real daemon (temp dirs), mounts it, and measures with plain file I/O:
+sequential write and read of SIZE (warm: from the mount's cache; cold: a file stored with `put`,
+so every byte comes from the nodes), 4 KiB random reads, and file creates. Prints
+`metric=NAME value=NUMBER unit=UNIT` lines. Run under `flock /tmp/team/cpu.lock`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "mount")]
+
+from helpers_daemon import DeviceFactory  # noqa: E402
+from helpers_nodes import NodeFactory  # noqa: E402
+from mount_testkit import force_unmount, mount, start_device, wait_uploaded  # noqa: E402
+
+BLOCK = 1 << 20
+
+
+def metric(name: str, value: float, unit: str) -> None:
+    print(f"metric={name} value={value:.1f} unit={unit}", flush=True)
+
+
+def drop_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def seq_write(path: Path, size: int, sync: bool = True) -> float:
+    block = os.urandom(BLOCK)
+    start = time.perf_counter()
+    with open(path, "wb") as handle:
+        for _ in range(size // BLOCK):
+            handle.write(block)
+        handle.flush()
+        if sync:
+            os.fsync(handle.fileno())  # on the mount: returns once stored on the nodes
+    return size / (time.perf_counter() - start) / 1e6
+
+
+def seq_read(path: Path) -> float:
+    start = time.perf_counter()
+    total = 0
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(BLOCK):
+            total += len(chunk)
+    return total / (time.perf_counter() - start) / 1e6
+
+
+def rand_read(path: Path, count: int) -> float:
+    size = path.stat().st_size
+    rng = random.Random(1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            os.pread(fd, 4096, rng.randrange(0, size - 4096) & ~4095)
+        return count / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+
+
+def creates(folder: Path, count: int) -> float:
+    folder.mkdir()
+    start = time.perf_counter()
+    for i in range(count):
+        with open(folder / f"f{i}", "wb") as handle:
+            handle.write(b"x" * 100)
+    return count / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--creates", type=int, default=1000)
+    args = parser.parse_args()
+    size = args.size_mib * BLOCK
+    with tempfile.TemporaryDirectory(prefix="bench-mount-", dir="/tmp") as tmp:
+        base = Path(tmp)
+        nodes = NodeFactory(base / "nodes")
+        factory = DeviceFactory(base / "devices")
+        mnt = base / "mnt"
+        disk = base / "disk"
+        disk.mkdir()
+        try:
+            device = start_device(factory, nodes, base)
+            mount(device, mnt)
+            metric("disk_seq_write_mbps", seq_write(disk / "big", size), "MB/s")
+            drop_page_cache(disk / "big")
+            metric("disk_seq_read_mbps", seq_read(disk / "big"), "MB/s")
+            drop_page_cache(disk / "big")
+            metric("disk_randread_iops", rand_read(disk / "big", 5000), "ops/s")
+            metric("disk_creates_per_s", creates(disk / "many", args.creates), "files/s")
+            metric("mount_seq_write_mbps", seq_write(mnt / "big", size, sync=False), "MB/s")
+            started = time.perf_counter()
+            wait_uploaded(device, timeout=1800)
+            metric("mount_upload_after_close_s", time.perf_counter() - started, "s")
+            metric("mount_seq_write_stored_mbps", seq_write(mnt / "big2", size), "MB/s")
+            metric("mount_warm_read_mbps", seq_read(mnt / "big"), "MB/s")
+            device.call("put", {"local": str(disk / "big"), "path": "/cold"}, timeout=1800)
+            metric("mount_cold_read_mbps", seq_read(mnt / "cold"), "MB/s")
+            subprocess.run(["sync"], check=False)
+            metric("mount_randread_iops", rand_read(mnt / "big", 5000), "ops/s")
+            metric("mount_creates_per_s", creates(mnt / "many", args.creates), "files/s")
+        finally:
+            factory.stop_all()
+            force_unmount(mnt)
+            nodes.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
