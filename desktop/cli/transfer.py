@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get.add_argument("cap", help="cloud path, share link (permacloud:...) or read cap (pc1r:...)")
     get.add_argument("out", type=Path, help="output file (written atomically)")
     get.add_argument("--nodes", type=Path, help="one-shot: read from these nodes (TOML)")
+    get.add_argument("--json", action="store_true", help="machine-readable output")
     get.set_defaults(func=run_get)
 
 
@@ -162,7 +163,10 @@ def run_get(args: argparse.Namespace) -> int:
         result = call_with_progress(
             "get", {"path": args.cap, "local": str(local)}, f"get {args.out.name}"
         )
-        console.print(f"wrote {result['local']} ({human_size(result['size'])})")
+        if args.json:
+            print_json(result)
+        else:
+            console.print(f"wrote {result['local']} ({human_size(result['size'])})")
         return 0
     with _progress(f"get {args.out.name}") as progress:
         get_with_nodes(args.cap, args.out, args.nodes, progress)
