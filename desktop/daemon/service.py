@@ -32,6 +32,7 @@ from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import DeviceCertificate, RetentionPolicy
 from desktop.daemon.account import AccountKeys, load_keys
 from desktop.daemon.config import DeviceConfig, load_config
+from desktop.daemon.conflict_notices import receive_and_announce
 from desktop.daemon.discovery import run_discovery
 from desktop.daemon.index import Index
 from desktop.daemon.ipc_server import EventBus, IpcServer
@@ -273,7 +274,7 @@ class Daemon:
                     logger.warning("snapshot of %s unusable: %s", cert.device_id[:8], error)
             if not entries:
                 continue
-            result = await self.db(self.namespace.receive, decode_entries(entries))
+            result = await receive_and_announce(self, decode_entries(entries))
             merged += result.merged
             for reason in result.rejected:
                 self.activity.add("error", reason)
