@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from desktop.core.errors import PermaCloudError
+from desktop.daemon.paths import HOME_ENV
 
 UNIT = "permacloud.service"
 
@@ -59,8 +60,12 @@ def spawn_detached(command: list[str]) -> None:
 
 
 def start_daemon() -> str:
-    """Start the daemon; returns how, for the log."""
-    if systemd_unit_installed():
+    """Start the daemon; returns how, for the log.
+
+    With `PERMACLOUD_HOME` set the daemon is spawned directly: the systemd unit would not see
+    that variable and would start the daemon of another home, not the one this tray watches.
+    """
+    if not os.environ.get(HOME_ENV) and systemd_unit_installed():
         result = subprocess.run(
             start_command(True), capture_output=True, text=True, timeout=30, check=False
         )

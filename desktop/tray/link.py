@@ -1,8 +1,9 @@
 """The tray's line to the daemon: an event subscription plus a status poll, in threads.
 
-Events make changes show at once; the 2 s poll is what notices a daemon that died (a dead peer
-does not always close the event socket promptly) and what reconnects when it comes back. Every
-call opens its own short-lived connection so one stuck request cannot wedge the others.
+Events make changes show at once (a `status` event triggers an immediate poll); the 2 s poll
+is what notices a daemon that died (a dead peer does not always close the event socket promptly)
+and what reconnects when it comes back. Every call opens its own short-lived connection so one
+stuck request cannot wedge the others.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class DaemonLink:
         if not isinstance(data, Mapping):
             return
         if topic == "status":
-            self._on_status(data)
+            # The daemon's status events carry only what changed ({"sync": "paused"},
+            # {"agent": {...}}), not a whole status: re-read the status instead of guessing.
+            self.refresh_soon()
         elif topic == "notify":
             self._on_notify(data)
