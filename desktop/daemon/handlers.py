@@ -144,16 +144,9 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
                 "folder": None,
                 "error": None,
             },
-            "agent": {
-                "mode": "serving",
-                "reason": "no scheduler configured",
-                "sharing": "always",
-                "paused_until": None,
-            },
-            "mount": {"mounted": False, "path": None},
             "uptime": time.time() - daemon.started,
         }
-        for key, provider in daemon.extra_status.items():
+        for key, provider in daemon.extra_status.items():  # agent, mount
             result[key] = provider()
         return result
 

@@ -263,6 +263,13 @@ class Index:
 
     # --- placements -------------------------------------------------------------------------
 
+    def placement_count(self, cap: str) -> int:
+        """How many distinct shares of a file this device placed (the mount's "stored n/n")."""
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT shnum) FROM placements WHERE cap = ?", (cap,)
+        ).fetchone()
+        return int(row[0])
+
     def add_placements(self, cap: str, placements: dict[int, str]) -> None:
         with self.transaction() as db:
             db.executemany(

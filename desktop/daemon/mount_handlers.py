@@ -66,8 +66,7 @@ class DaemonBackend:
         return self.daemon.pool
 
     def upload_options(self) -> UploadOptions:
-        storage = self.daemon.config.storage
-        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy)
+        return self.daemon.upload_options()
 
     async def lookup(self, path: str) -> NsNode | None:
         row = await self.daemon.db(self.daemon.index.lookup, normalize_path(path))
@@ -117,13 +116,7 @@ class DaemonBackend:
         self.daemon.wake_replication()
 
     async def placements(self, cap: str) -> int:
-        def count() -> int:
-            rows = self.daemon.index._db.execute(
-                "SELECT COUNT(DISTINCT shnum) FROM placements WHERE cap = ?", (cap,)
-            ).fetchone()
-            return int(rows[0])
-
-        return await self.daemon.db(count)
+        return await self.daemon.db(self.daemon.index.placement_count, cap)
 
     async def space(self) -> Space:
         stats = self.daemon.pool.stats
