@@ -1,9 +1,10 @@
-"""A stand-in for `permacloud daemon` in the tray tests, until the real daemon exists.
+"""A stand-in for `permacloud daemon`, ONLY for tray states the real daemon cannot reach on demand.
 
-It is the REAL `IpcServer` and `EventBus` on a real Unix socket, in its own process, with handlers
-that keep the tray's slice of daemon state in memory (the IPC contract in docs/ipc.md). Two extra
-methods, `standin.set` and `standin.notify`, let a test drive it into states (syncing, error,
-conflict notifications) that the real daemon reaches through real files.
+The tray tests run against the real daemon; this stays for the error icon, because the real
+daemon never reports `sync.state == "error"` when a test asks for it. It is the REAL `IpcServer`
+and `EventBus` on a real Unix socket, in its own process, with handlers that keep the tray's
+slice of daemon state in memory (the IPC contract in docs/ipc.md). Two extra methods,
+`standin.set` and `standin.notify`, drive it into such states.
 
 Run: python tests/tray/standin_daemon.py SOCKET_PATH SYNC_FOLDER MOUNT_DIR
 """

@@ -1,27 +1,34 @@
-"""The tray on a real X server: Xvfb, the `trayer` tray host, a private D-Bus session bus with
-`dunst`, a daemon on a real Unix socket, and `python -m desktop tray` as its own process.
+"""The tray on a real X server, against the REAL daemon: Xvfb, the `trayer` tray host, a
+private D-Bus session bus with `dunst`, real `permacloud daemon` processes (tests/helpers_daemon.py)
+on real storage node processes, and `python -m desktop tray` as its own process.
 
-The daemon is `standin_daemon.py` (the real `IpcServer` with in-memory handlers) and stands in
-for the daemon until `permacloud daemon` exists. Instead of `dbus-run-session` the test runs its
-own `dbus-daemon --session` so it can also watch Notify calls with `dbus-monitor`.
-Screenshots go to test-artifacts/tray/ (their paths are printed).
+Only the error icon is driven through `standin_daemon.py` (the real `IpcServer` with in-memory
+handlers), because the real daemon cannot be put into `sync.state == "error"` on demand. Instead
+of `dbus-run-session` the test runs its own `dbus-daemon --session` so it can also watch Notify
+calls with `dbus-monitor`. Screenshots go to test-artifacts/tray/ (their paths are printed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from helpers_daemon import Device, DeviceFactory, cli_env
+from helpers_nodes import NodeFactory, write_nodes_toml
 from PIL import Image
 
 from desktop.daemon.ipc_client import IpcClient
@@ -73,17 +80,17 @@ class Desktop:
     display: str
     bus: str
     home: Path
-    processes: list[subprocess.Popen[Any]]
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
+        """The device's CLI environment (so a daemon the tray spawns finds the same home)."""
         return {
-            **os.environ,
+            **cli_env(self.home),
             "DISPLAY": self.display,
             "DBUS_SESSION_BUS_ADDRESS": self.bus,
             "NO_AT_BRIDGE": "1",
             "PYSTRAY_BACKEND": "gtk",
-            "PERMACLOUD_HOME": str(self.home),
         }
 
     def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
@@ -138,6 +145,35 @@ class Desktop:
 
         wait_until(shows, timeout, f"the {state.value} icon")
         return shots[-1]
+
+    def click_menu_item(self, downs: int, name: str) -> Image.Image:
+        """Right-click the icon, walk `downs` sensitive items down the menu with the keyboard,
+        then click the highlighted item with the mouse; returns the menu's screenshot."""
+        x, y, w, h = self.tray_box()
+        subprocess.run(
+            ["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"],
+            env=self.env,
+            check=True,
+        )
+        time.sleep(1.0)
+        subprocess.run(["xdotool", "key", *["Down"] * downs], env=self.env, check=True)
+        time.sleep(0.5)
+        menu = self.screenshot(name)
+        rows = [
+            row
+            for row in range(menu.height)
+            if sum(1 for col in range(menu.width) if menu.getpixel((col, row)) == HIGHLIGHT) > 100
+        ]
+        assert rows, "no highlighted menu item found"
+        middle = rows[len(rows) // 2]
+        cols = [col for col in range(menu.width) if menu.getpixel((col, middle)) == HIGHLIGHT]
+        target = (sum(cols) // len(cols), (rows[0] + rows[-1]) // 2)
+        subprocess.run(
+            ["xdotool", "mousemove", str(target[0]), str(target[1]), "click", "1"],
+            env=self.env,
+            check=True,
+        )
+        return menu
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         with IpcClient(self.home / "run" / "daemon.sock", timeout=5) as client:
@@ -197,12 +233,34 @@ def x_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
             _stop(process)
 
 
+@pytest.fixture(scope="module")
+def nodes_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Eight real storage node processes on 127.0.0.1, shared by the tests of this module."""
+    base = tmp_path_factory.mktemp("tray-nodes")
+    factory = NodeFactory(base)
+    try:
+        yield write_nodes_toml(base / "nodes.toml", factory.start_many(8))
+    finally:
+        factory.stop_all()
+
+
 @pytest.fixture
-def desktop(x_session: tuple[str, str], tmp_path: Path) -> Iterator[Desktop]:
-    home = tmp_path / "home"
-    (home / "run").mkdir(parents=True)
-    (tmp_path / "Sync").mkdir()
-    env = Desktop(x_session[0], x_session[1], home, [])
+def devices(tmp_path: Path) -> Iterator[DeviceFactory]:
+    factory = DeviceFactory(tmp_path / "devices")
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def alice(devices: DeviceFactory, nodes_file: Path) -> Device:
+    """A real device (`permacloud init`), its daemon not started yet."""
+    return devices.init("alice", nodes_file)
+
+
+@contextlib.contextmanager
+def desktop_session(x_session: tuple[str, str], home: Path) -> Iterator[Desktop]:
+    """A desktop session whose processes (tray, dbus-monitor, ...) are stopped on exit."""
+    env = Desktop(x_session[0], x_session[1], home)
     try:
         yield env
     finally:
@@ -210,22 +268,11 @@ def desktop(x_session: tuple[str, str], tmp_path: Path) -> Iterator[Desktop]:
             _stop(process)
 
 
-def start_daemon(desktop: Desktop) -> subprocess.Popen[Any]:
-    sock = desktop.home / "run" / "daemon.sock"
-    process = desktop.start(
-        [
-            sys.executable,
-            str(STANDIN),
-            str(sock),
-            str(desktop.home.parent / "Sync"),
-            str(desktop.home.parent / "mnt"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-    return process
+@pytest.fixture
+def desktop(x_session: tuple[str, str], alice: Device) -> Iterator[Desktop]:
+    """The desktop session of alice's device: the tray watches her home."""
+    with desktop_session(x_session, alice.home) as session:
+        yield session
 
 
 def start_tray(desktop: Desktop, *extra: str) -> subprocess.Popen[Any]:
@@ -237,38 +284,71 @@ def start_tray(desktop: Desktop, *extra: str) -> subprocess.Popen[Any]:
     )
 
 
-def test_icon_shows_state_and_pause_from_the_menu(desktop: Desktop) -> None:
-    start_daemon(desktop)
+def daemon_lock_held(home: Path) -> bool:
+    """True while a daemon of `home` runs (the kernel drops its flock when it exits)."""
+    with open(home / "data" / "daemon.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def stop_spawned_daemon(home: Path) -> None:
+    """SIGTERM the daemon the tray spawned for `home` (pid from its lock file) and wait."""
+    lock = home / "data" / "daemon.lock"
+    if not lock.exists() or not daemon_lock_held(home):
+        return
+    pid = int(lock.read_text().strip())
+    process = psutil.Process(pid)
+    cmdline = process.cmdline()
+    assert cmdline[-2:] == ["desktop", "daemon"], f"pid {pid} is not our daemon: {cmdline}"
+    process.send_signal(signal.SIGTERM)
+    wait_until(lambda: not daemon_lock_held(home), 20, "the spawned daemon to stop")
+
+
+class NotifyWatch:
+    """`dbus-monitor` on the session bus, collecting Notify calls as they happen."""
+
+    def __init__(self, desktop: Desktop) -> None:
+        self.process = desktop.start(
+            [
+                "dbus-monitor",
+                "--address",
+                desktop.bus,
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def calls(self) -> int:
+        return self.log.count("member=Notify")
+
+
+def test_icon_shows_state_and_pause_from_the_menu(desktop: Desktop, alice: Device) -> None:
+    alice.start()
     start_tray(desktop)
-    before = desktop.wait_for_icon(IconState.IN_SYNC, "1-in-sync")
-    x, y, w, h = desktop.tray_box()
-    # Open the menu with a right click, walk to "Pause sync" and click it with the mouse.
-    subprocess.run(
-        ["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"],
-        env=desktop.env,
-        check=True,
-    )
-    time.sleep(1.0)
-    subprocess.run(["xdotool", "key", "Down", "Down", "Down"], env=desktop.env, check=True)
-    time.sleep(0.5)
-    menu = desktop.screenshot("2-menu-pause-sync-highlighted")
-    rows = [
-        row
-        for row in range(menu.height)
-        if sum(1 for col in range(menu.width) if menu.getpixel((col, row)) == HIGHLIGHT) > 100
-    ]
-    assert rows, "no highlighted menu item found"
-    cols = [
-        col for col in range(menu.width) if menu.getpixel((col, rows[len(rows) // 2])) == HIGHLIGHT
-    ]
-    target = (sum(cols) // len(cols), (rows[0] + rows[-1]) // 2)
-    subprocess.run(
-        ["xdotool", "mousemove", str(target[0]), str(target[1]), "click", "1"],
-        env=desktop.env,
-        check=True,
-    )
+    before = desktop.wait_for_icon(IconState.IN_SYNC, "1-in-sync", timeout=20)
+    assert alice.call("status")["sync"]["state"] == "idle"
+    # Sensitive items from the top: Open mount, Pause sync ("Open sync folder" is greyed out:
+    # the real daemon has no sync folder configured).
+    desktop.click_menu_item(2, "2-menu-pause-sync-highlighted")
     wait_until(
-        lambda: desktop.call("status")["sync"]["state"] == "paused", 5, "the daemon to pause sync"
+        lambda: alice.call("status")["sync"]["state"] == "paused", 5, "the daemon to pause sync"
     )
     after = desktop.wait_for_icon(IconState.PAUSED, "3-paused")
     assert desktop.icon_pixels(after, IconState.IN_SYNC) < 10
@@ -277,55 +357,106 @@ def test_icon_shows_state_and_pause_from_the_menu(desktop: Desktop) -> None:
     assert list(before.crop(crop).get_flattened_data()) != list(
         after.crop(crop).get_flattened_data()
     )
+    assert any(item["text"] == "sync paused" for item in alice.call("activity", {"limit": 5}))
 
 
-def test_daemon_stopping_turns_the_icon_offline_and_back(desktop: Desktop) -> None:
-    daemon = start_daemon(desktop)
+def test_daemon_stopping_turns_the_icon_offline_and_back(desktop: Desktop, alice: Device) -> None:
+    alice.start()
     start_tray(desktop)
-    desktop.wait_for_icon(IconState.IN_SYNC, "4-online")
-    daemon.send_signal(signal.SIGTERM)
-    daemon.wait(5)
+    desktop.wait_for_icon(IconState.IN_SYNC, "4-online", timeout=20)
+    assert alice.stop() == 0  # SIGTERM
     stopped = time.monotonic()
     desktop.wait_for_icon(IconState.OFFLINE, "5-offline", timeout=6)
     assert time.monotonic() - stopped < 6
-    start_daemon(desktop)
-    desktop.call("standin.set", {"sync": {"state": "syncing", "pending": 7}})
-    desktop.wait_for_icon(IconState.SYNCING, "6-reconnected-syncing", timeout=8)
+    alice.start()
+    desktop.wait_for_icon(IconState.IN_SYNC, "6-reconnected", timeout=20)
 
 
-def test_conflict_burst_makes_one_notification_then_one_summary(desktop: Desktop) -> None:
-    monitor = desktop.start(
-        [
-            "dbus-monitor",
-            "--address",
-            desktop.bus,
-            "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    start_daemon(desktop)
+def test_start_permacloud_from_the_menu_starts_the_real_daemon(
+    desktop: Desktop, alice: Device
+) -> None:
+    assert not daemon_lock_held(alice.home)
     start_tray(desktop)
-    desktop.wait_for_icon(IconState.IN_SYNC, "7-before-conflicts")
-    for index in range(6):
-        desktop.call(
-            "standin.notify",
-            {
-                "kind": "conflict",
-                "title": "Conflict",
-                "text": f"f{index}.txt changed on two devices",
-            },
+    desktop.wait_for_icon(IconState.OFFLINE, "7-not-running")
+    try:
+        # With no daemon, "Start PermaCloud" is the first sensitive item of the menu.
+        desktop.click_menu_item(1, "8-menu-start-highlighted")
+        wait_until(lambda: daemon_lock_held(alice.home), 20, "the tray to spawn the daemon")
+        desktop.wait_for_icon(IconState.IN_SYNC, "9-started-from-the-tray", timeout=30)
+        status = desktop.call("status")
+        assert status["device"]["name"] == "alice"
+        assert status["sync"]["state"] == "idle"
+    finally:
+        stop_spawned_daemon(alice.home)
+
+
+def test_real_conflicts_make_one_notification_then_one_summary(
+    x_session: tuple[str, str], devices: DeviceFactory, alice: Device, tmp_path: Path
+) -> None:
+    alice.start()
+    bob = devices.join("bob", alice.cli_json("invite")["code"]).start()
+    with desktop_session(x_session, alice.home) as desktop:
+        watch = NotifyWatch(desktop)
+        start_tray(desktop, "--notify-interval", "15")
+        desktop.wait_for_icon(IconState.IN_SYNC, "10-before-conflicts", timeout=20)
+        alice.cli("mkdir", "/notes")
+        bob.wait_until(
+            lambda: any(row["name"] == "notes" for row in bob.call("ls", {"path": "/"})),
+            what="/notes on bob",
         )
-    time.sleep(6.5)  # interval 3 s + one 2 s status poll to flush the summary
-    desktop.screenshot("8-notification")
-    _stop(monitor)
-    assert monitor.stdout is not None
-    log = monitor.stdout.read()
-    calls = log.count("member=Notify")
-    assert calls == 2, log
-    assert 'string "Conflict"' in log and "f0.txt changed on two devices" in log
-    assert 'string "PermaCloud: 5 conflicts"' in log
-    assert "f5.txt changed on two devices" in log
+        alice.call("sync.pause")
+        bob.call("sync.pause")
+        files = [f"f{index}.txt" for index in range(6)]
+        for device in (alice, bob):
+            for name in files:
+                local = tmp_path / f"{device.name}-{name}"
+                local.write_bytes(f"{device.name}'s version of {name}".encode())
+                device.call("put", {"local": str(local), "path": f"/notes/{name}"})
+        alice.call("sync.resume")
+        bob.call("sync.resume")
+        alice.wait_until(
+            lambda: alice.call("status")["sync"]["conflicts"] == 6, 60, "6 conflicts on alice"
+        )
+        wait_until(lambda: watch.calls() >= 2, 25, "the conflict notification and its summary")
+        time.sleep(1.0)
+        desktop.screenshot("11-conflict-notification")
+        log = watch.log
+        assert watch.calls() == 2, log
+        first, summary = log.split("member=Notify")[1:]
+        assert 'string "Conflict"' in first
+        assert re.search(r"/notes/f\d\.txt was changed on two devices", first), first
+        assert ".sync-conflict-" in first
+        assert 'string "PermaCloud: 5 conflicts"' in summary, summary
+        conflicts = [
+            item for item in alice.call("activity", {"limit": 50}) if item["kind"] == "conflict"
+        ]
+        assert len(conflicts) == 6
+
+
+def test_error_state_shows_the_error_icon(x_session: tuple[str, str], tmp_path: Path) -> None:
+    """Uses the stand-in daemon (the real IpcServer with in-memory handlers): the real daemon
+    never reports `sync.state == "error"` on demand, so this icon cannot be reached through it."""
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    with desktop_session(x_session, home) as desktop:
+        standin = desktop.start(
+            [
+                sys.executable,
+                str(STANDIN),
+                str(home / "run" / "daemon.sock"),
+                str(tmp_path / "Sync"),
+                str(tmp_path / "mnt"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert standin.stdout is not None
+        assert standin.stdout.readline().strip() == "ready"
+        start_tray(desktop)
+        desktop.wait_for_icon(IconState.IN_SYNC, "12-standin-in-sync")
+        desktop.call("standin.set", {"sync": {"state": "error", "error": "disk full"}})
+        shot = desktop.wait_for_icon(IconState.ERROR, "13-standin-error")
+        assert desktop.icon_pixels(shot, IconState.IN_SYNC) < 10
 
 
 def test_without_display_or_tray_host_a_one_line_error(tmp_path: Path) -> None:
