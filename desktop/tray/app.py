@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 ICON_SIZE = 32
 ACTIVITY_LIMIT = 8
 TRAY_WAIT = 15.0
+MOUNTPOINT = "~/PermaCloud"  # the default of `permacloud mount` (the daemon needs a path)
 SHARING_LABELS = {"always": "Always", "idle": "Only when idle", "never": "Never"}
 
 
@@ -139,7 +140,8 @@ class TrayApp:
     def _open_mount(self) -> None:
         path = self.view.mount_path if self.view.mounted else None
         if path is None:
-            reply = self.link.call("mount", {})
+            mountpoint = Path(MOUNTPOINT).expanduser()
+            reply = self.link.call("mount", {"path": str(mountpoint)})
             path = reply.get("path") if isinstance(reply, Mapping) else None
         if not isinstance(path, str) or not path:
             raise LaunchError("the daemon did not say where it mounted")

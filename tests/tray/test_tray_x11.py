@@ -94,7 +94,7 @@ class Desktop:
         }
 
     def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        process = subprocess.Popen(command, env=self.env, **kwargs)
+        process = subprocess.Popen(command, **{"env": self.env, **kwargs})
         self.processes.append(process)
         return process
 
@@ -370,6 +370,34 @@ def test_daemon_stopping_turns_the_icon_offline_and_back(desktop: Desktop, alice
     assert time.monotonic() - stopped < 6
     alice.start()
     desktop.wait_for_icon(IconState.IN_SYNC, "6-reconnected", timeout=20)
+
+
+def test_open_mount_from_the_menu_mounts_through_the_real_daemon(
+    desktop: Desktop, alice: Device, tmp_path: Path
+) -> None:
+    """Needs FUSE (root here, see ENVIRONMENT-NOTES.md); HOME points the default mountpoint
+    (~/PermaCloud) into the test's temporary folder."""
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    alice.start()
+    desktop.start(
+        [sys.executable, "-m", "desktop", "tray"],
+        cwd=REPO,
+        env={**desktop.env, "HOME": str(user_home)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    desktop.wait_for_icon(IconState.IN_SYNC, "14-before-mount", timeout=20)
+    try:
+        desktop.click_menu_item(1, "15-menu-open-mount-highlighted")
+        mount = alice.wait_until(
+            lambda: (status := alice.call("mount.status"))["mounted"] and status,
+            what="the mount",
+        )
+        assert mount["path"] == str(user_home / "PermaCloud")
+    finally:
+        if alice.call("mount.status")["mounted"]:
+            alice.call("unmount")
 
 
 def test_start_permacloud_from_the_menu_starts_the_real_daemon(
