@@ -9,7 +9,6 @@ is the identity of its storage node.
 
 from __future__ import annotations
 
-import os
 import secrets as pysecrets
 from dataclasses import dataclass
 
@@ -90,6 +89,7 @@ class AccountKeys:
 
 _CONVERGENCE = "permacloud 2026 convergence secret v1"
 _RECORDS = "permacloud 2026 record encryption v1"
+_NONCES = "permacloud 2026 record nonces v1"
 
 
 class RecordCipher:
@@ -98,9 +98,13 @@ class RecordCipher:
     def __init__(self, account_secret: bytes) -> None:
         key = blake3.blake3(account_secret, derive_key_context=_RECORDS).digest()
         self._aead = AESGCM(key)
+        self._nonce_key = blake3.blake3(account_secret, derive_key_context=_NONCES).digest()
 
     def seal(self, writer: str, seq: int, data: bytes) -> bytes:
-        nonce = os.urandom(12)
+        """Deterministic (nonce = keyed hash of writer, seq and data): publishing the same
+        record twice, after a crash or from two tasks, yields the same bytes, which nodes
+        accept as a no-op; a nonce repeats only for identical input, hence identical output."""
+        nonce = blake3.blake3(_aad(writer, seq) + data, key=self._nonce_key).digest(12)
         return nonce + self._aead.encrypt(nonce, data, _aad(writer, seq))
 
     def open(self, writer: str, seq: int, sealed: bytes) -> bytes:

@@ -67,21 +67,29 @@ def record_nodes(pool: NodePool, writer: str, count: int) -> list[str]:
     return [c.node_id for c in order[:count]]
 
 
+class RecordConflict(PermaCloudError):
+    """Nodes hold different data under this record number."""
+
+
 async def publish_record(
     pool: NodePool, keys: AccountKeys, signer: DeviceKey, seq: int, plaintext: bytes
 ) -> int:
-    """Store one record on the writer's nodes; returns on how many it landed."""
+    """Store one record on the writer's nodes; returns on how many it landed (or already was).
+
+    RecordConflict when no node took it because the number is taken by other data.
+    """
     sealed = keys.record_cipher().seal(signer.node_id, seq, plaintext)
     targets = record_nodes(pool, signer.node_id, REPLICAS)
     stored = 0
+    conflicts = 0
 
     async def put(node_id: str) -> None:
-        nonlocal stored
+        nonlocal stored, conflicts
         try:
             await pool.client(node_id).put_record(signer, seq, sealed)
         except NodeRefused as error:
             if error.status == 409:
-                raise
+                conflicts += 1
             logger.info("record %s/%d refused by %s: %s", signer.node_id[:8], seq, node_id, error)
             return
         except NodeError as error:
@@ -94,6 +102,8 @@ async def publish_record(
     async with trio.open_nursery() as nursery:
         for node_id in targets:
             nursery.start_soon(put, node_id)
+    if not stored and conflicts:
+        raise RecordConflict(f"record {seq} of {signer.node_id[:8]} holds other data")
     return stored
 
 
@@ -103,9 +113,8 @@ async def publish_account_record(pool: NodePool, keys: AccountKeys, plaintext: b
         seq = time.time_ns() // 1000
         try:
             return await publish_record(pool, keys, keys.account_signer, seq, plaintext)
-        except NodeRefused as error:
-            if error.status != 409:
-                raise
+        except RecordConflict:
+            continue
     raise PermaCloudError("could not append to the account log (sequence clashes)")
 
 

@@ -111,6 +111,7 @@ class Daemon:
         self._wake = trio.Event()
         self._shutdown = trio.Event()
         self.sync_paused = False
+        self._replication_lock = trio.Lock()
         self.extra_status: dict[str, Callable[[], Any]] = {}
         self.agent = AgentRuntime(
             paths.data_dir,
@@ -304,6 +305,11 @@ class Daemon:
             logger.warning("rebuilding the index: %s", error)
 
     async def replicate_once(self) -> None:
+        """One round; rounds never overlap (the IPC `replicate` and the loop share a lock)."""
+        async with self._replication_lock:
+            await self._replicate_round()
+
+    async def _replicate_round(self) -> None:
         if self.namespace.restoring:
             await self.restore_from_network()
         await self.publish_outbox()
@@ -319,6 +325,8 @@ class Daemon:
                     await self.replicate_once()
             except PermaCloudError as error:
                 logger.warning("replication: %s", error)
+            except Exception:  # a bad round must never take the daemon down; next round retries
+                logger.exception("replication round failed")
             with trio.move_on_after(REPLICATION_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()

@@ -15,6 +15,7 @@ import pytest
 from helpers_daemon import Device, DeviceFactory, run_cli
 from helpers_nodes import NodeFactory, NodeProcess, write_nodes_toml
 
+from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import decode_entry
 from desktop.daemon.account import RecordCipher
 from desktop.daemon.ipc_client import DaemonError
@@ -298,3 +299,41 @@ def test_a_late_device_starts_from_a_snapshot(
     assert "from its snapshot" in bob.log()
     alice.cli("mkdir", "/after")
     bob.wait_until(lambda: "after" in _names(bob, "/"), what="entry after the snapshot")
+
+
+def test_overlapping_replication_rounds_do_not_hurt_the_daemon(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    """`replicate` from IPC while the background loop runs, and records published twice
+    (sealing is deterministic, so a second copy is a no-op on the nodes)."""
+    alice = devices.init("alice", nodes_file).start()
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        for _ in range(5):
+            try:
+                alice.call("replicate")
+            except Exception as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for i in range(5):
+        alice.cli("mkdir", f"/d{i}")
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert alice.process is not None and alice.process.poll() is None
+    assert alice.call("replicate")["pending"] == 0
+    assert len(_names(alice, "/")) == 5
+
+
+def test_record_sealing_is_deterministic_and_bound_to_its_place() -> None:
+    cipher = RecordCipher(b"\x01" * 32)
+    sealed = cipher.seal("w" * 32, 7, b"entry")
+    assert sealed == cipher.seal("w" * 32, 7, b"entry")
+    assert sealed != cipher.seal("w" * 32, 7, b"other")
+    assert cipher.open("w" * 32, 7, sealed) == b"entry"
+    with pytest.raises(PermaCloudError, match="fails authentication"):
+        cipher.open("w" * 32, 8, sealed)
