@@ -337,3 +337,22 @@ def test_record_sealing_is_deterministic_and_bound_to_its_place() -> None:
     assert cipher.open("w" * 32, 7, sealed) == b"entry"
     with pytest.raises(PermaCloudError, match="fails authentication"):
         cipher.open("w" * 32, 8, sealed)
+
+
+def test_a_node_invite_lends_another_devices_node_to_the_household(
+    devices: DeviceFactory, nodes_file: Path, tmp_path: Path
+) -> None:
+    alice = devices.init("alice", nodes_file).start()
+    carol = devices.init("carol", nodes_file)  # her own account; not started yet
+    code = alice.cli_json("invite", "--kind", "node")["code"]
+    carol.cli("join", code, "--name", "carol")
+    carol.start()
+    carol_node = carol.call("status")["node"]["id"]
+    assert carol.call("status")["device"]["account"] != alice.call("status")["device"]["account"]
+    alice_nodes = {n["id"]: n for n in alice.call("nodes")}
+    assert carol_node in alice_nodes
+    assert any(n["source"] == "household" for n in carol.call("nodes"))
+    # A device invite is not a node invite: joining an already set-up device with it fails.
+    device_code = alice.cli_json("invite")["code"]
+    refused = carol.cli("join", device_code, check=False)
+    assert refused.returncode != 0 and "already set up" in refused.stderr
