@@ -97,17 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"({human_size(storage['used_donated_bytes'])} used) · "
         f"pending publication: {status['pending']['publish']}"
     )
-    table = Table(title="Storage nodes", header_style="bold")
-    for column in ("node", "address", "known from", "online"):
-        table.add_column(column)
-    for node in nodes:
-        table.add_row(
-            node["id"][:12],
-            node["address"],
-            node["source"],
-            "[green]yes[/]" if node["online"] else "[red]no[/]",
-        )
-    console.print(table)
+    console.print(_nodes_table(nodes, short=True, title="Storage nodes"))
     return 0
 
 
@@ -116,18 +106,22 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print_json(nodes)
         return 0
-    table = Table(header_style="bold")
+    console.print(_nodes_table(nodes, short=False, title=None))
+    return 0
+
+
+def _nodes_table(nodes: list[dict[str, Any]], *, short: bool, title: str | None) -> Table:
+    table = Table(title=title, header_style="bold")
     for column in ("node", "address", "known from", "online"):
         table.add_column(column)
     for node in nodes:
         table.add_row(
-            node["id"],
+            node["id"][:12] if short else node["id"],
             node["address"],
             node["source"],
             "[green]yes[/]" if node["online"] else "[red]no[/]",
         )
-    console.print(table)
-    return 0
+    return table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
