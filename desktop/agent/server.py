@@ -414,15 +414,8 @@ class NodeServer:
     ) -> None:
         """Many small sealed shares in one request; each gets its own status, like a sealed
         put of its own (so one full quota does not fail the others)."""
-        lease = route.offset
-        if not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
-            raise RequestError(
-                400, f"lease must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS} seconds"
-            )
-        body = await self._read_body(conn, stream, MAX_WRITE_BODY)
-        await self.receive_limiter.consume(len(body), peer)
-        if blake3.blake3(body).hexdigest() != signed.body_hex:
-            raise RequestError(400, "body does not match its signed hash")
+        lease = _lease_in_path(route)
+        body = await self._read_sealed_body(conn, stream, peer, signed)
         items = parse_batch(body)
         results = await trio.to_thread.run_sync(
             self.store.put_sealed_many, items, lease, signed.public_key
@@ -434,6 +427,16 @@ class NodeServer:
             {"results": [{"status": status, "error": error} for status, error in results]},
         )
 
+    async def _read_sealed_body(
+        self, conn: h11.Connection, stream: trio.abc.Stream, peer: str, signed: SignedRequest
+    ) -> bytes:
+        """A whole-share body: throttled like any share data, checked against its signature."""
+        body = await self._read_body(conn, stream, MAX_WRITE_BODY)
+        await self.receive_limiter.consume(len(body), peer)
+        if blake3.blake3(body).hexdigest() != signed.body_hex:
+            raise RequestError(400, "body does not match its signed hash")
+        return body
+
     async def _put_sealed(
         self,
         conn: h11.Connection,
@@ -443,15 +446,8 @@ class NodeServer:
         signed: SignedRequest,
     ) -> None:
         """A whole small share in one request: written, fsynced and sealed at once."""
-        lease = route.offset
-        if not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
-            raise RequestError(
-                400, f"lease must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS} seconds"
-            )
-        body = await self._read_body(conn, stream, MAX_WRITE_BODY)
-        await self.receive_limiter.consume(len(body), peer)
-        if blake3.blake3(body).hexdigest() != signed.body_hex:
-            raise RequestError(400, "body does not match its signed hash")
+        lease = _lease_in_path(route)
+        body = await self._read_sealed_body(conn, stream, peer, signed)
         created, state = await trio.to_thread.run_sync(
             self.store.put_sealed, route.si, route.shnum, body, lease, signed.public_key
         )
@@ -538,6 +534,15 @@ class NodeServer:
             await send_event(conn, stream, h11.EndOfMessage())
         finally:
             os.close(fd)
+
+
+def _lease_in_path(route: Route) -> int:
+    lease = route.offset
+    if not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
+        raise RequestError(
+            400, f"lease must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS} seconds"
+        )
+    return lease
 
 
 def _peer_address(stream: trio.SSLStream[trio.SocketStream]) -> str:

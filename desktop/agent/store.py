@@ -216,18 +216,21 @@ class ShareStore:
                     )
                 self._extend_lease(existing, lease_seconds)
                 return False, existing
-            refusal = self.admit(size, self.used) if self.admit is not None else None
-            if refusal is not None:
-                raise StoreError(507, refusal)
-            if self.used + size > self.quota:
-                raise StoreError(
-                    507,
-                    f"insufficient storage: share needs {size} bytes, node has {self.free} free",
-                )
+            self._check_room(size)
             state = self._make_share(si, shnum, size, lease_seconds, owner)
             self._shares[(si, shnum)] = state
             self._used += size
             return True, state
+
+    def _check_room(self, size: int) -> None:
+        """The agent's admission (paused, donated space, min free disk), then the quota."""
+        refusal = self.admit(size, self.used) if self.admit is not None else None
+        if refusal is not None:
+            raise StoreError(507, refusal)
+        if self.used + size > self.quota:
+            raise StoreError(
+                507, f"insufficient storage: share needs {size} bytes, node has {self.free} free"
+            )
 
     def put_sealed(
         self, si: bytes, shnum: int, data: bytes, lease_seconds: int, owner: bytes
@@ -249,14 +252,7 @@ class ShareStore:
                         raise StoreError(409, "data differs from the sealed share")
                 self._extend_lease(existing, lease_seconds)
                 return False, existing
-            refusal = self.admit(size, self.used) if self.admit is not None else None
-            if refusal is not None:
-                raise StoreError(507, refusal)
-            if self.used + size > self.quota:
-                raise StoreError(
-                    507,
-                    f"insufficient storage: share needs {size} bytes, node has {self.free} free",
-                )
+            self._check_room(size)
             si_text = storage_index_to_str(si)
             final = self._shares_dir / si_text[:2] / si_text / str(shnum)
             staging = self._tmp_dir / f"new-{uuid.uuid4().hex}"
