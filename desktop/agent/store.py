@@ -264,12 +264,7 @@ class ShareStore:
             else:
                 (staging / "data").write_bytes(data)
             _write_file_synced(staging / "meta.json", self._meta_bytes(state))
-            if self.fsync:
-                _fsync_dir(staging)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, final)
-            if self.fsync:
-                _fsync_dir(final.parent)
+            self._publish(staging, final)
             self._shares[(si, shnum)] = state
             self._used += size
             return True, state
@@ -303,13 +298,18 @@ class ShareStore:
                 os.fsync(data.fileno())
         _write_file_synced(staging / "journal", b"")
         _write_file_synced(staging / "meta.json", self._meta_bytes(state))
+        self._publish(staging, final)
+        return state
+
+    def _publish(self, staging: Path, final: Path) -> None:
+        """Make a fully written staging folder appear at its final name, atomically and
+        durably: its contents are synced before the rename, the rename after."""
         if self.fsync:
             _fsync_dir(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, final)
         if self.fsync:
             _fsync_dir(final.parent)
-        return state
 
     @staticmethod
     def _meta_bytes(state: ShareState) -> bytes:

@@ -38,7 +38,7 @@ from desktop.daemon.agent_handlers import build_agent_handlers
 from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
-from desktop.daemon.links import make_link, parse_link
+from desktop.daemon.links import link_name, make_link, parse_link
 from desktop.daemon.mount_handlers import build_mount_handlers
 
 if TYPE_CHECKING:
@@ -197,6 +197,7 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         source = param(params, "path", str)
         if source.startswith(("permacloud:", "pc1r:")):
             cap = parse_link(source)
+            name = link_name(source) or "download"
         else:
             path = normalize_path(source)
             row = await daemon.db(index.lookup, path)
@@ -205,8 +206,9 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
             if row.kind != "file" or row.cap is None:
                 raise PermaCloudError(f"{path} is not a file")
             cap = parse_read_cap(row.cap)
-        if local.is_dir():
-            local = local / (Path(source).name if not source.startswith("p") else "download")
+            name = row.name
+        if await trio.Path(local).is_dir():
+            local = local / Path(name).name
         async with progress_events(ctx) as report:
             size = await download_to_file(daemon.pool, cap, local, progress=report)
         return {"local": str(local), "size": size}

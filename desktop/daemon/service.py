@@ -398,17 +398,21 @@ def build_extensions(daemon: Daemon) -> dict[str, Any]:
     return {"join": inviter_join_handler(daemon)}
 
 
+def open_device(paths: AppPaths) -> Daemon:
+    """Config, keys (the keyring may block on D-Bus) and the index: all blocking, so a thread."""
+    config = load_config(paths.config_file)
+    store = open_secret_store(
+        config.home_id, paths.data_dir / "secrets.json", prefer=config.secret_store
+    )
+    return Daemon(paths, config, load_keys(store))
+
+
 async def run_daemon(paths: AppPaths, ready: Callable[[Daemon], None] | None = None) -> None:
     """The `permacloud daemon` process: lock, load, serve until SIGTERM/SIGINT."""
-    paths.ensure()
+    await trio.to_thread.run_sync(paths.ensure)
     lock_fd = acquire_lock(paths.data_dir / "daemon.lock")
     try:
-        config = load_config(paths.config_file)
-        store = open_secret_store(
-            config.home_id, paths.data_dir / "secrets.json", prefer=config.secret_store
-        )
-        keys = load_keys(store)
-        daemon = Daemon(paths, config, keys)
+        daemon = await trio.to_thread.run_sync(open_device, paths)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 

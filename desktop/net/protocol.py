@@ -101,40 +101,42 @@ def parse_target(method: str, target: bytes) -> Route:
     if "?" in text or "%" in text or "#" in text:
         raise RequestError(400, "query strings and percent escapes are not used by this protocol")
     methods_seen: list[str] = []
-    for action, route_method, pattern in _ROUTES:
-        match = pattern.fullmatch(text)
-        if match is None:
-            continue
-        if route_method != method:
-            methods_seen.append(route_method)
-            continue
-        groups = match.groups()
-        si = b""
-        if groups:
-            try:
-                si = storage_index_from_str(groups[0])
-            except ValueError as error:
-                raise RequestError(400, f"bad storage index: {error}") from None
-        shnum = int(groups[1]) if len(groups) > 1 else -1
-        if len(groups) > 1 and shnum > MAX_SHNUM:
-            raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
-        offset = int(groups[2]) if len(groups) > 2 else -1
-        return Route(action, si, shnum, offset)
-    for action, route_method, pattern in _NAMED_ROUTES:
-        match = pattern.fullmatch(text)
-        if match is None:
-            continue
-        if route_method != method:
-            methods_seen.append(route_method)
-            continue
-        groups = match.groups()
-        number = int(groups[1]) if len(groups) > 1 else -1
-        if number > MAX_RECORD_SEQ:
-            raise RequestError(400, f"record number must be at most {MAX_RECORD_SEQ}")
-        return Route(action, offset=number, name=groups[0])
+    tables = ((_ROUTES, _share_route), (_NAMED_ROUTES, _named_route))
+    for table, make_route in tables:
+        for action, route_method, pattern in table:
+            match = pattern.fullmatch(text)
+            if match is None:
+                continue
+            if route_method != method:
+                methods_seen.append(route_method)
+                continue
+            return make_route(action, match.groups())
     if methods_seen:
         raise RequestError(405, f"method {method} not allowed here")
     raise RequestError(404, "no such endpoint")
+
+
+def _share_route(action: str, groups: tuple[str, ...]) -> Route:
+    """Share paths: storage index, then share number, then an offset or lease."""
+    si = b""
+    if groups:
+        try:
+            si = storage_index_from_str(groups[0])
+        except ValueError as error:
+            raise RequestError(400, f"bad storage index: {error}") from None
+    shnum = int(groups[1]) if len(groups) > 1 else -1
+    if len(groups) > 1 and shnum > MAX_SHNUM:
+        raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
+    offset = int(groups[2]) if len(groups) > 2 else -1
+    return Route(action, si, shnum, offset)
+
+
+def _named_route(action: str, groups: tuple[str, ...]) -> Route:
+    """Record and extension paths: a name (writer ID, extension), then a record number."""
+    number = int(groups[1]) if len(groups) > 1 else -1
+    if number > MAX_RECORD_SEQ:
+        raise RequestError(400, f"record number must be at most {MAX_RECORD_SEQ}")
+    return Route(action, offset=number, name=groups[0])
 
 
 _BATCH_ITEM = struct.Struct(">16sHI")  # storage index, share number, length
