@@ -1,0 +1,123 @@
+"""When a file needs repair, which share numbers to regenerate, and which nodes get them.
+
+Pure decisions (no I/O) so the checker, the repairer and the durability simulation
+(`bench/durability.py`) all run the very same code.
+
+Vocabulary:
+
+* `k` -- shares needed to rebuild the file (the cap's `EncodingParams.k`).
+* `n` -- the *target* number of distinct nodes holding a share (upload option `n`, default 10).
+  The cap itself commits to `total = n + spare` share numbers (3-of-12 by default): the spares
+  are long-tail insurance during upload and are cancelled once `n` are sealed, so a healthy file
+  has `n` shares on `n` distinct nodes, not `total`.
+* `healthy` -- distinct nodes holding a verified share. Two shares on one node count once: losing
+  that node loses both, so the second one adds no durability.
+* `threshold` -- repair when `healthy < threshold` (`k < threshold <= n`). Repairing at once on
+  every lost share costs much traffic for shares that often come back (a laptop asleep); waiting
+  until `k` risks the file. The default sits halfway between.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from desktop.core.errors import ParamsError
+from desktop.core.placement import Candidate, choose_nodes
+
+
+def default_threshold(k: int, n: int) -> int:
+    """Halfway between k and n, rounded up: 3-of-10 repairs below 7 healthy nodes."""
+    return k + math.ceil((n - k) / 2) if n > k else n
+
+
+@dataclass(frozen=True)
+class RepairPolicy:
+    """Repair rules for one file: `k` to rebuild, `n` target nodes, repair below `threshold`.
+
+    `total` is the number of share numbers the cap commits to (n + spare); share numbers are
+    drawn from `range(total)`. It defaults to `n`.
+    """
+
+    k: int
+    n: int
+    threshold: int
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("k", "n", "threshold", "total"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamsError(f"repair {name} must be an integer, got {value!r}")
+        if self.total == 0:
+            object.__setattr__(self, "total", self.n)
+        if not 1 <= self.k <= self.n <= self.total:
+            raise ParamsError(
+                f"repair needs 1 <= k <= n <= total, got k={self.k} n={self.n} total={self.total}"
+            )
+        low = self.k + 1 if self.n > self.k else self.n
+        if not low <= self.threshold <= self.n:
+            raise ParamsError(
+                f"repair threshold must be between {low} and n={self.n}, got {self.threshold}"
+            )
+
+    @classmethod
+    def for_cap(
+        cls, k: int, n: int, threshold: int | None = None, *, total: int | None = None
+    ) -> RepairPolicy:
+        """Policy for a file of `k` needed shares and `n` target nodes (see `default_threshold`)."""
+        chosen = default_threshold(k, n) if threshold is None else threshold
+        return cls(k=k, n=n, threshold=chosen, total=n if total is None else total)
+
+    def needs_repair(self, healthy: int) -> bool:
+        """True when fewer than `threshold` distinct nodes hold a good share."""
+        return healthy < self.threshold
+
+    def is_lost(self, healthy: int) -> bool:
+        """Fewer than k distinct shares survive: nothing can rebuild the file."""
+        return healthy < self.k
+
+    def shares_to_add(self, held: Mapping[int, str]) -> list[int]:
+        """Share numbers to regenerate so `n` distinct nodes hold a share again.
+
+        `held` maps each healthy share number to one node holding it. Numbers nobody holds are
+        chosen first (lowest first, so two devices repairing at once pick the same ones); then
+        numbers that share a node with another share (moving one there makes it count).
+        """
+        missing = self.n - healthy_count(held)
+        if missing <= 0:
+            return []
+        free = [shnum for shnum in range(self.total) if shnum not in held]
+        first_on_node: dict[str, int] = {}
+        for shnum in sorted(held):
+            first_on_node.setdefault(held[shnum], shnum)
+        doubled = sorted(s for s, node in held.items() if first_on_node[node] != s)
+        return (free + doubled)[:missing]
+
+
+def healthy_count(held: Mapping[int, str]) -> int:
+    """Distinct nodes among the holders: one node counts once whatever it holds."""
+    return len(set(held.values()))
+
+
+def choose_repair_targets(
+    storage_index: bytes,
+    candidates: Iterable[Candidate],
+    shnums: Iterable[int],
+    *,
+    holders: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> dict[int, str]:
+    """Share number -> node for the regenerated shares, by the upload's placement rules.
+
+    Nodes already holding a share of the file (`holders`) and bad nodes (`exclude`) are skipped.
+    Deterministic: the same candidates give the same answer on every device, so two devices
+    repairing one file at once write each share number to the same node, where the second
+    (identical, idempotent) write is a no-op. Share numbers beyond the available nodes are
+    left out of the result.
+    """
+    wanted = sorted(set(shnums))
+    skip = set(holders) | set(exclude)
+    chosen = choose_nodes(storage_index, candidates, len(wanted), exclude=skip)
+    return {shnum: node.node_id for shnum, node in zip(wanted, chosen, strict=False)}

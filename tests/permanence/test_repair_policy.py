@@ -1,0 +1,81 @@
+"""Pure tests of the repair policy: thresholds, share numbers to regenerate, target choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from desktop.core.errors import ParamsError
+from desktop.core.placement import Candidate, choose_nodes
+from desktop.core.repair_policy import (
+    RepairPolicy,
+    choose_repair_targets,
+    default_threshold,
+    healthy_count,
+)
+
+SI = bytes(range(16))
+
+
+def test_default_threshold_is_halfway_between_k_and_n() -> None:
+    assert default_threshold(3, 10) == 7
+    assert default_threshold(2, 4) == 3
+    policy = RepairPolicy.for_cap(3, 10, total=12)
+    assert (policy.k, policy.n, policy.threshold, policy.total) == (3, 10, 7, 12)
+    assert RepairPolicy.for_cap(1, 1).threshold == 1
+
+
+def test_needs_repair_and_is_lost() -> None:
+    policy = RepairPolicy.for_cap(3, 10, threshold=8)
+    assert [policy.needs_repair(h) for h in (10, 8, 7, 3, 2)] == [False, False, True, True, True]
+    assert [policy.is_lost(h) for h in (3, 2, 0)] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "threshold", "total"),
+    [(3, 10, 3, 12), (3, 10, 11, 12), (0, 10, 5, 12), (3, 10, 7, 9), (3, 2, 3, 3)],
+)
+def test_bad_policies_are_refused(k: int, n: int, threshold: int, total: int) -> None:
+    with pytest.raises(ParamsError):
+        RepairPolicy(k=k, n=n, threshold=threshold, total=total)
+
+
+def test_shares_to_add_prefers_unheld_numbers_then_doubles() -> None:
+    policy = RepairPolicy.for_cap(3, 10, total=12)
+    held = {0: "a", 1: "b", 2: "c", 3: "d", 4: "e", 5: "f"}
+    assert policy.shares_to_add(held) == [6, 7, 8, 9]
+    # Two shares on one node count once; the second may be moved to another node.
+    held = {0: "a", 1: "a", 2: "a"}
+    assert healthy_count(held) == 1
+    wanted = policy.shares_to_add(held)
+    assert len(wanted) == 9 and wanted[:9] == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    small = RepairPolicy.for_cap(2, 4, total=4)
+    assert small.shares_to_add({0: "a", 1: "a", 2: "a"}) == [3, 1, 2]
+
+
+def test_nothing_to_add_when_healthy() -> None:
+    policy = RepairPolicy.for_cap(3, 10, total=12)
+    held = {i: f"node{i}" for i in range(11)}
+    assert policy.shares_to_add(held) == []
+
+
+def test_targets_follow_rendezvous_and_skip_holders_and_bad_nodes() -> None:
+    candidates = [Candidate(f"node{i:02d}") for i in range(20)]
+    order = [c.node_id for c in choose_nodes(SI, candidates, 20)]
+    holders = order[:3]
+    bad = {order[3]}
+    targets = choose_repair_targets(SI, candidates, [7, 5, 6], holders=holders, exclude=bad)
+    assert targets == {5: order[4], 6: order[5], 7: order[6]}
+    # Deterministic whatever the candidate order (two devices pick the same nodes).
+    again = choose_repair_targets(
+        SI, list(reversed(candidates)), [6, 7, 5], holders=holders, exclude=bad
+    )
+    assert again == targets
+
+
+def test_targets_spread_groups_and_stop_when_nodes_run_out() -> None:
+    candidates = [Candidate(f"n{i}", group=f"house{i % 2}") for i in range(4)]
+    targets = choose_repair_targets(SI, candidates, [3, 4], holders=["n0"])
+    groups = {f"n{i}": f"house{i % 2}" for i in range(4)}
+    assert {groups[node] for node in targets.values()} == {"house0", "house1"}
+    few = choose_repair_targets(SI, candidates, range(10), holders=["n0", "n1"])
+    assert len(few) == 2 and set(few.values()) == {"n2", "n3"}
