@@ -121,3 +121,29 @@ def choose_repair_targets(
     skip = set(holders) | set(exclude)
     chosen = choose_nodes(storage_index, candidates, len(wanted), exclude=skip)
     return {shnum: node.node_id for shnum, node in zip(wanted, chosen, strict=False)}
+
+
+def best_holders(holdings: Mapping[str, Iterable[int]]) -> dict[int, str]:
+    """Share number -> node, one share per node, as many nodes as possible.
+
+    `holdings` maps each node to the good share numbers it holds. A node holding shares 1 and 2
+    and another holding only 1 give {2: first, 1: second}: two healthy nodes, not one. This is a
+    maximum bipartite matching (augmenting paths; files have at most 256 shares), in a fixed
+    order so every device computes the same answer.
+    """
+    owner_of: dict[int, str] = {}
+
+    def assign(node: str, seen: set[int]) -> bool:
+        for shnum in sorted(set(holdings[node])):
+            if shnum in seen:
+                continue
+            seen.add(shnum)
+            current = owner_of.get(shnum)
+            if current is None or assign(current, seen):
+                owner_of[shnum] = node
+                return True
+        return False
+
+    for node in sorted(holdings):
+        assign(node, set())
+    return dict(sorted(owner_of.items()))
