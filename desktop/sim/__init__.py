@@ -1,0 +1,1 @@
+"""Durability simulation: churning amateur nodes driving the real placement and repair code."""
