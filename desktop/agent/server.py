@@ -23,6 +23,8 @@ from desktop import __version__
 from desktop.agent.peer_limits import PeerRequestLimiter
 from desktop.agent.records import RecordError, RecordStore
 from desktop.agent.store import ShareStore
+from desktop.core.audit import AuditFailed, layout_of_share, proof_ranges
+from desktop.core.layout import HEADER_SIZE
 from desktop.net.h11io import next_event, send_data, send_event
 from desktop.net.identity import DeviceKey, node_id_from_public_key
 from desktop.net.protocol import (
@@ -297,6 +299,8 @@ class NodeServer:
                 for s in self.store.list_shares(route.si)
             ]
             await self._send_json(conn, stream, 200, {"shares": shares})
+        elif route.action == "proof":
+            await self._proof(conn, stream, peer, route)
         else:
             await self._read(conn, stream, peer, route, headers.get("range"))
 
@@ -534,6 +538,41 @@ class NodeServer:
             await send_event(conn, stream, h11.EndOfMessage())
         finally:
             os.close(fd)
+
+    async def _proof(
+        self, conn: h11.Connection, stream: trio.abc.Stream, peer: str, route: Route
+    ) -> None:
+        """An audit answer: stored bytes copied from the ranges `core.audit` names (no hashing
+        here; the challenger checks everything against the file's cap)."""
+        state = self.store.readable(route.si, route.shnum)
+        try:
+            body = await trio.to_thread.run_sync(
+                read_proof, state.data_path, route.shnum, route.offset
+            )
+        except FileNotFoundError:
+            raise RequestError(404, "no such share on this node") from None
+        except AuditFailed as error:
+            raise RequestError(422, str(error)) from None
+        await self.send_limiter.consume(len(body), peer)
+        await self._send_body(conn, stream, 200, body, OCTETS_TYPE)
+
+
+def read_proof(path: os.PathLike[str], shnum: int, challenge: int) -> bytes:
+    """The proof bytes of a stored share; AuditFailed when it is too damaged to find them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        layout, stored_shnum = layout_of_share(os.pread(fd, HEADER_SIZE, 0))
+        if stored_shnum != shnum:
+            raise AuditFailed(f"stored share says it is share {stored_shnum}")
+        parts = []
+        for offset, length in proof_ranges(layout, shnum, challenge):
+            data = os.pread(fd, length, offset)
+            if len(data) != length:
+                raise AuditFailed("stored share is shorter than its header says")
+            parts.append(data)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _lease_in_path(route: Route) -> int:

@@ -21,11 +21,15 @@ _TWO_64 = float(1 << 64)
 
 @dataclass(frozen=True)
 class Candidate:
-    """A node that may receive shares; `weight` > 0, `group` is its household or network."""
+    """A node that may receive shares; `weight` > 0, `group` is its household or network.
+
+    `vetted` is False for a node that has not yet passed enough audits (see
+    `core.reputation`): such nodes get at most `max_unvetted` shares of a file."""
 
     node_id: str
     weight: float = 1.0
     group: str = ""
+    vetted: bool = True
 
 
 def weight_for(free_bytes: int, reputation: float = 1.0) -> float:
@@ -55,25 +59,44 @@ def rendezvous_order(storage_index: bytes, candidates: Iterable[Candidate]) -> l
     )
 
 
+DEFAULT_MAX_UNVETTED = 2
+
+
 def choose_nodes(
     storage_index: bytes,
     candidates: Iterable[Candidate],
     count: int,
     *,
     exclude: Iterable[str] = (),
+    max_unvetted: int = DEFAULT_MAX_UNVETTED,
 ) -> list[Candidate]:
     """Up to `count` distinct nodes in rendezvous order, spreading evenly across groups.
 
     A node never appears twice (one share per device). Groups are filled level by level: every
     group gets its first node before any group gets a second, always in rendezvous order.
+    Unvetted nodes beyond the first `max_unvetted` come only after every vetted node (they are
+    not dropped: when vetted nodes run out, new nodes still take shares rather than failing the
+    upload). When no candidate is vetted yet (a new network) plain rendezvous order applies.
     """
     excluded = set(exclude)
     ordered = [c for c in rendezvous_order(storage_index, candidates) if c.node_id not in excluded]
     ordered = [c for c in ordered if c.weight > 0]
+    if all(c.vetted for c in ordered) or not any(c.vetted for c in ordered):
+        return _spread(ordered, count, Counter())
+    unvetted = [c.node_id for c in ordered if not c.vetted]
+    admitted = set(unvetted[: max(max_unvetted, 0)])
+    preferred = [c for c in ordered if c.vetted or c.node_id in admitted]
+    deferred = [c for c in ordered if not c.vetted and c.node_id not in admitted]
+    per_group: Counter[str] = Counter()
+    chosen = _spread(preferred, count, per_group)
+    return chosen + _spread(deferred, count - len(chosen), per_group)
+
+
+def _spread(ordered: list[Candidate], count: int, per_group: Counter[str]) -> list[Candidate]:
+    """Level-by-level group filling; `per_group` counts nodes already taken per group."""
     chosen: list[Candidate] = []
     taken: set[str] = set()
-    per_group: Counter[str] = Counter()
-    level = 0
+    level = min((per_group[c.group] for c in ordered), default=0)
     while len(chosen) < count and len(taken) < len(ordered):
         for candidate in ordered:
             if len(chosen) >= count:

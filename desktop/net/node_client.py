@@ -253,6 +253,11 @@ class NodeClient:
         )
         return response.body
 
+    async def proof(self, si: bytes, shnum: int, challenge: int) -> bytes:
+        """The node's audit answer for one share (checked by `core.audit.verify_answer`)."""
+        response = await self._request("GET", share_path(si, shnum, f"/proof/{challenge}"))
+        return response.body
+
     async def list_shares(self, si: bytes) -> list[ShareInfo]:
         obj = (await self._request("GET", share_path(si))).json()
         try:

@@ -63,6 +63,8 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     # create + write + seal in one request for shares up to MAX_WRITE_BODY; the last number
     # is the lease in seconds (in Route.offset).
     ("put", "PUT", re.compile(rf"/v1/shares/{_SI}/{_NUM}/sealed/{_NUM}")),
+    # An audit answer (desktop.core.audit): the last number is the challenge (in Route.offset).
+    ("proof", "GET", re.compile(rf"/v1/shares/{_SI}/{_NUM}/proof/{_NUM}")),
 ]
 _WRITER = r"([a-z2-7]{32})"
 _SEQ = r"([1-9][0-9]{0,18})"
