@@ -78,6 +78,14 @@ class RepairPolicy:
         """Fewer than k distinct shares survive: nothing can rebuild the file."""
         return healthy < self.k
 
+    def status(self, healthy: int) -> str:
+        """One word for users: healthy (n nodes), degraded, needs-repair or lost."""
+        if self.is_lost(healthy):
+            return "lost"
+        if self.needs_repair(healthy):
+            return "needs-repair"
+        return "healthy" if healthy >= self.n else "degraded"
+
     def shares_to_add(self, held: Mapping[int, str]) -> list[int]:
         """Share numbers to regenerate so `n` distinct nodes hold a share again.
 

@@ -35,6 +35,7 @@ from desktop.core.namespace import (
 )
 from desktop.core.namespace.paths import ancestors
 from desktop.daemon.agent_handlers import build_agent_handlers
+from desktop.daemon.checker import build_health_handlers
 from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
@@ -348,4 +349,5 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         "shutdown": shutdown,
         **build_agent_handlers(daemon),
         **build_mount_handlers(daemon),
+        **build_health_handlers(daemon),
     }

@@ -29,11 +29,13 @@ from desktop.client.download import download_bytes
 from desktop.client.pool import NodePool
 from desktop.client.upload import UploadOptions, upload_bytes
 from desktop.core.errors import PermaCloudError
-from desktop.core.namespace import DeviceCertificate, RetentionPolicy
+from desktop.core.namespace import DeviceCertificate
 from desktop.daemon.account import AccountKeys, load_keys
+from desktop.daemon.checker import checker_for
 from desktop.daemon.config import DeviceConfig, load_config
 from desktop.daemon.conflict_notices import receive_and_announce
 from desktop.daemon.discovery import run_discovery
+from desktop.daemon.health import DurabilitySettings, retention_policy, storage_owner_key
 from desktop.daemon.index import Index
 from desktop.daemon.ipc_server import EventBus, IpcServer
 from desktop.daemon.namespace import Namespace
@@ -63,7 +65,7 @@ REPLICATION_INTERVAL = float(os.environ.get("PERMACLOUD_REPLICATION_INTERVAL", "
 REFRESH_INTERVAL = 10.0
 SNAPSHOT_EVERY = int(os.environ.get("PERMACLOUD_SNAPSHOT_EVERY", "1000"))
 SNAPSHOT_RECORD_BASE = 1 << 62  # record numbers above this point at snapshots, not entries
-RETENTION = RetentionPolicy(keep_last=100, keep_days=365)
+RETENTION = retention_policy()
 
 
 class DaemonAlreadyRunning(PermaCloudError):
@@ -102,7 +104,7 @@ class Daemon:
         self.keys = keys
         self.index = Index(paths.data_dir / "index.sqlite3")
         self.namespace = Namespace(self.index, keys.account_public, keys.device_key.private_key)
-        self.pool = NodePool(keys.device_key, [])
+        self.pool = NodePool(storage_owner_key(keys.account_secret), [])
         self.bus = EventBus()
         self.activity = Activity()
         self.node: RunningNode | None = None
@@ -243,7 +245,8 @@ class Daemon:
 
     def upload_options(self) -> UploadOptions:
         storage = self.config.storage
-        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy)
+        lease = DurabilitySettings.from_env().lease_seconds
+        return UploadOptions(k=storage.k, n=storage.n, happy=storage.happy, lease_seconds=lease)
 
     async def _adopt_snapshot(self, device_id: str, pointers: list[tuple[int, bytes]]) -> None:
         """The newest snapshot of a device whose early entries are gone from the nodes."""
@@ -379,6 +382,7 @@ class Daemon:
                 await nursery.start(server.serve)
                 nursery.start_soon(self.replication_loop)
                 nursery.start_soon(self.refresh_loop)
+                nursery.start_soon(checker_for(self).run)
                 nursery.start_soon(run_discovery, self)
                 nursery.start_soon(mount_service(self).run)
                 logger.info("daemon ready: device %s", self.config.device_name)
