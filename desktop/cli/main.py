@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "agent": "agent",
     "mount": "mount",
     "unmount": "mount",
+    "sync": "sync_cmd",
     "check": "health",
     "repair": "health",
 }

@@ -41,6 +41,7 @@ from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
 from desktop.daemon.links import link_name, make_link, parse_link
 from desktop.daemon.mount_handlers import build_mount_handlers
+from desktop.daemon.sync_handlers import build_sync_handlers
 
 if TYPE_CHECKING:
     from desktop.daemon.service import Daemon
@@ -349,5 +350,6 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         "shutdown": shutdown,
         **build_agent_handlers(daemon),
         **build_mount_handlers(daemon),
+        **build_sync_handlers(daemon),
         **build_health_handlers(daemon),
     }

@@ -350,6 +350,7 @@ class Daemon:
         """Serve until `request_shutdown`; cleanup runs shielded so a shutdown is clean."""
         from desktop.daemon.handlers import build_handlers
         from desktop.daemon.mount_handlers import mount_service
+        from desktop.daemon.sync_handlers import sync_service
 
         await self.db(self.namespace.load)
         needs_restore = self.index.created
@@ -385,6 +386,7 @@ class Daemon:
                 nursery.start_soon(checker_for(self).run)
                 nursery.start_soon(run_discovery, self)
                 nursery.start_soon(mount_service(self).run)
+                nursery.start_soon(sync_service(self).run)
                 logger.info("daemon ready: device %s", self.config.device_name)
                 if ready is not None:
                     ready(self)

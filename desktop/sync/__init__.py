@@ -1,0 +1,1 @@
+"""The watched-folder sync: a real local folder kept in step with a namespace folder."""
