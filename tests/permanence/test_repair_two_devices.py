@@ -1,0 +1,67 @@
+"""Two devices of one account repair the same file at the same moment (real daemons, real
+nodes): both pick the same node for each share number and writes are idempotent under the
+account's storage key, so the file ends on 10 distinct nodes with no extra share."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_daemon import DeviceFactory
+from helpers_nodes import NodeFactory, write_nodes_toml
+from permanence_kit import shares_on_disk, storage_index
+
+
+@pytest.fixture
+def devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DeviceFactory]:
+    monkeypatch.setenv("PERMACLOUD_CHECK_INTERVAL", "3600")  # only the explicit repairs run
+    factory = DeviceFactory(tmp_path / "devices")
+    yield factory
+    factory.stop_all()
+
+
+def test_concurrent_repairs_converge(
+    node_factory: NodeFactory, devices: DeviceFactory, tmp_path: Path
+) -> None:
+    nodes = node_factory.start_many(14, quota="1G")
+    alice = devices.init("alice", write_nodes_toml(tmp_path / "nodes.toml", nodes)).start()
+    bob = devices.join("bob", alice.cli_json("invite")["code"]).start()
+    payload = os.urandom(3 * 1024 * 1024 + 5)
+    (tmp_path / "f.bin").write_bytes(payload)
+    alice.cli("put", str(tmp_path / "f.bin"), "/f.bin")
+    bob.wait_until(lambda: bob.call("ls", {"path": "/"}), what="f.bin on bob")
+
+    dirs = {node.node_id: node.data_dir for node in nodes}
+    dirs["alice"] = alice.home / "data" / "node"
+    dirs["bob"] = bob.home / "data" / "node"
+    si = storage_index(alice, "/f.bin")
+    by_id = {node.node_id: node for node in nodes}
+    victims = [n for n in shares_on_disk(dirs, si) if n in by_id][:4]
+    for node_id in victims:
+        by_id[node_id].kill()
+        del dirs[node_id]
+
+    results: dict[str, Any] = {}
+
+    def repair(name: str) -> None:
+        device = alice if name == "alice" else bob
+        results[name] = device.call("health.repair", {"path": "/f.bin"})
+
+    threads = [threading.Thread(target=repair, args=(name,)) for name in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert set(results) == {"alice", "bob"}
+
+    found = shares_on_disk(dirs, si)
+    assert len(found) == 10, found
+    assert sum(len(shnums) for shnums in found.values()) == 10, found
+    assert len({s for shnums in found.values() for s in shnums}) == 10
+    out = tmp_path / "back.bin"
+    bob.cli("get", "/f.bin", str(out))
+    assert out.read_bytes() == payload
