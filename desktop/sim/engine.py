@@ -111,7 +111,7 @@ class SettingStats:
         """Loss probability per file-year from the observed loss rate (Poisson)."""
         if self.file_hours <= 0:
             return 0.0
-        return -math.expm1(-self.lost / self.file_years)
+        return -math.expm1(-self.lost / self.file_years) + 0.0  # never -0.0
 
     @property
     def annual_loss_upper95(self) -> float:
