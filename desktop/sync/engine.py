@@ -159,6 +159,7 @@ class SyncEngine:
         self.conflicts = 0
         self.synced = 0
         self.changes_done = 0
+        self._counts_stale = False
         self._last_state = ""
 
     # --- helpers ----------------------------------------------------------------------------
@@ -345,6 +346,9 @@ class SyncEngine:
                     continue
                 if not self.pending():
                     self._space.set()
+                    if self._counts_stale:
+                        self._counts_stale = False
+                        await self._refresh_counts()
                 self._announce()
                 waits = [t for r, t in self._dirty.items() if r not in self._busy]
                 next_due = min(waits) if waits else math.inf
@@ -549,6 +553,7 @@ class SyncEngine:
             assert local is not None
             await self._conflict(rel, local)
         self.changes_done += 1
+        self._counts_stale = True
         if action is not Action.ADOPT:
             self._closed.pop(rel, None)
 

@@ -106,12 +106,18 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def wait_in_sync(pair: SyncPair, sub: str = "", timeout: float = 60.0) -> dict[str, Any]:
-    """Both folders (or `sub` of them) equal and both engines idle; returns the snapshot."""
+def wait_in_sync(
+    pair: SyncPair,
+    sub: str = "",
+    timeout: float = 60.0,
+    until: Callable[[dict[str, Any]], bool] = lambda state: True,
+) -> dict[str, Any]:
+    """Both folders (or `sub` of them) equal, `until(snapshot)` true and both engines idle;
+    returns the snapshot."""
 
     def same() -> dict[str, Any] | None:
         left, right = snapshot(pair.a_dir / sub), snapshot(pair.b_dir / sub)
-        if left != right:
+        if left != right or not until(left):
             return None
         if folder_status(pair.a)["state"] != "in sync":
             return None
