@@ -112,16 +112,35 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 def _nodes_table(nodes: list[dict[str, Any]], *, short: bool, title: str | None) -> Table:
     table = Table(title=title, header_style="bold")
-    for column in ("node", "address", "known from", "online"):
-        table.add_column(column)
+    columns = ("node", "address", "known from", "online", "audit", "uptime", "latency", "standing")
+    for column in columns:
+        table.add_column(column, overflow="fold")  # IDs and addresses wrap, never lose chars
     for node in nodes:
         table.add_row(
             node["id"][:12] if short else node["id"],
             node["address"],
             node["source"],
             "[green]yes[/]" if node["online"] else "[red]no[/]",
+            _audit_cell(node),
+            f"{node.get('uptime_score', 1.0):.0%}",
+            "-" if node.get("latency_ms") is None else f"{node['latency_ms']:.0f} ms",
+            _standing(node),
         )
     return table
+
+
+def _audit_cell(node: dict[str, Any]) -> str:
+    """Score with passed/failed audit counts, e.g. `0.98 (12/0)`."""
+    passed, failed = node.get("audits_passed", 0), node.get("audits_failed", 0)
+    if not passed and not failed:
+        return "-"
+    return f"{node.get('audit_score', 1.0):.2f} ({passed}/{failed})"
+
+
+def _standing(node: dict[str, Any]) -> str:
+    if node.get("bad"):
+        return "[red]bad[/]"
+    return "[green]vetted[/]" if node.get("vetted") else "[yellow]new[/]"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

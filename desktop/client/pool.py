@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -72,6 +72,13 @@ class NodePool:
         self._retired: list[NodeClient] = []
         self.last_refresh = 0.0
         self.small_puts = SmallPutBatcher()
+        # Reputation, pushed in by the daemon (desktop/daemon/reputation_store.py): a weight
+        # multiplier per node (0: disqualified, no new shares; absent: 1) and the nodes vetted by
+        # audits (when none is, placement is plain rendezvous). `observer(node_id, reachable,
+        # latency_ms)` hears every contact attempt of `refresh` and every unreachable node.
+        self.reputation_weight: dict[str, float] = {}
+        self.vetted: set[str] = set()
+        self.observer: Callable[[str, bool, float | None], None] | None = None
         self.update(nodes)
 
     def update(self, nodes: Iterable[NodeAddress]) -> None:
@@ -123,15 +130,18 @@ class NodePool:
                 except NodeError as error:
                     stats.online = False
                     stats.record_failure(str(error))
+                    self._observe(node_id, False, None)
                     logger.info("node %s is unavailable: %s", node_id, error)
                     return
             if scope.cancelled_caught:
                 stats.online = False
                 stats.record_failure("info timed out")
+                self._observe(node_id, False, None)
                 logger.info("node %s did not answer within %.1f s", node_id, info_timeout)
                 return
             stats.free = info.free
             stats.record_success(time.monotonic() - started)
+            self._observe(node_id, True, (time.monotonic() - started) * 1000)
 
         async with trio.open_nursery() as nursery:
             for node_id in self.node_ids:
@@ -146,12 +156,18 @@ class NodePool:
         return [n for n, s in self.stats.items() if s.online]
 
     def candidates(self) -> list[Candidate]:
-        """Online nodes weighted by free space (reputation will multiply in later)."""
-        return [
-            Candidate(node_id, weight_for(stats.free))
-            for node_id, stats in self.stats.items()
-            if stats.online and stats.free > 0
-        ]
+        """Online nodes weighted by free space times reputation; disqualified nodes left out."""
+        found = []
+        for node_id, stats in self.stats.items():
+            reputation = self.reputation_weight.get(node_id, 1.0)
+            if stats.online and stats.free > 0 and reputation > 0:
+                weight = weight_for(stats.free, reputation)
+                found.append(Candidate(node_id, weight, vetted=node_id in self.vetted))
+        return found
+
+    def _observe(self, node_id: str, reachable: bool, latency_ms: float | None) -> None:
+        if self.observer is not None:
+            self.observer(node_id, reachable, latency_ms)
 
     def latency(self) -> dict[str, float]:
         return {node_id: stats.latency for node_id, stats in self.stats.items()}
@@ -169,6 +185,7 @@ class NodePool:
             stats.record_failure(str(error))
             if isinstance(error, NodeUnavailable):
                 stats.online = False
+                self._observe(node_id, False, None)
 
     async def aclose(self) -> None:
         clients = [*self._clients.values(), *self._retired]

@@ -35,12 +35,14 @@ from desktop.core.namespace import (
 )
 from desktop.core.namespace.paths import ancestors
 from desktop.daemon.agent_handlers import build_agent_handlers
+from desktop.daemon.auditor import build_audit_handlers
 from desktop.daemon.checker import build_health_handlers
 from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
 from desktop.daemon.links import link_name, make_link, parse_link
 from desktop.daemon.mount_handlers import build_mount_handlers
+from desktop.daemon.reputation_store import book as reputation_book
 from desktop.daemon.sync_handlers import build_sync_handlers
 
 if TYPE_CHECKING:
@@ -300,8 +302,15 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
 
     async def nodes(params: dict[str, Any], ctx: CallContext) -> Any:
         online = set(daemon.pool.online())
+        scores = reputation_book(daemon)
         return [
-            {"id": row.id, "address": row.address, "source": row.source, "online": row.id in online}
+            {
+                "id": row.id,
+                "address": row.address,
+                "source": row.source,
+                "online": row.id in online,
+                **scores.describe(row.id),
+            }
             for row in await daemon.db(index.nodes)
         ]
 
@@ -352,4 +361,5 @@ def build_handlers(daemon: Daemon) -> dict[str, Handler]:
         **build_mount_handlers(daemon),
         **build_sync_handlers(daemon),
         **build_health_handlers(daemon),
+        **build_audit_handlers(daemon),
     }

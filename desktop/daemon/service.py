@@ -31,6 +31,7 @@ from desktop.client.upload import UploadOptions, upload_bytes
 from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import DeviceCertificate
 from desktop.daemon.account import AccountKeys, load_keys
+from desktop.daemon.auditor import run_auditor
 from desktop.daemon.checker import checker_for
 from desktop.daemon.config import DeviceConfig, load_config
 from desktop.daemon.conflict_notices import receive_and_announce
@@ -376,6 +377,7 @@ class Daemon:
                     await self.db(
                         self.index.upsert_node, self.node.node_id, self.node_address(), "self"
                     )
+                await nursery.start(run_auditor, self)
                 await self.refresh_nodes()
                 if needs_restore:
                     await self.restore_from_network()

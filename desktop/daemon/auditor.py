@@ -1,0 +1,135 @@
+"""The daemon's auditor: every PERMACLOUD_AUDIT_INTERVAL seconds, challenge each node that holds
+shares this device placed, and feed the outcome into the node's reputation.
+
+One audit of a node = `BLOCKS_PER_CHALLENGE` random (share, block) proofs (desktop/core/audit.py)
+drawn from the OS's random source; any wrong or missing answer fails the audit. A node that
+cannot be reached is an uptime observation, not a failed audit (laptops sleep); a node that
+answers with an error, garbage or a proof that does not climb to the cap's roots fails.
+Only files still in the namespace view are audited: shares of deleted files may be collected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from desktop.core.audit import BLOCKS_PER_CHALLENGE, AuditFailed, choose_items, verify_answer
+from desktop.core.caps import ReadCap, VerifyCap, parse_cap
+from desktop.core.errors import CapError, PermaCloudError
+from desktop.daemon.reputation_store import flush, load, record_observation, table
+from desktop.net.errors import NodeError, NodeRefused, NodeUnavailable, RateLimited
+
+if TYPE_CHECKING:
+    from desktop.daemon.ipc_server import CallContext
+    from desktop.daemon.service import Daemon
+
+logger = logging.getLogger(__name__)
+
+AUDIT_INTERVAL = float(os.environ.get("PERMACLOUD_AUDIT_INTERVAL", "600"))
+AUDIT_TIMEOUT = 30.0
+PARALLEL_NODES = 4
+
+_RANDOM = random.SystemRandom()
+
+
+def _verify_cap(text: str) -> VerifyCap:
+    cap = parse_cap(text)
+    return cap.verify_cap() if isinstance(cap, ReadCap) else cap
+
+
+async def audit_node(
+    daemon: Daemon, node_id: str, rng: random.Random = _RANDOM
+) -> dict[str, Any] | None:
+    """Challenge one node; its outcome, or None when nothing was concluded (unknown node,
+    nothing to audit, rate limited, unreachable: the last one counts against uptime)."""
+    if node_id not in daemon.pool.node_ids:
+        return None
+    store = await table(daemon)
+    count = await daemon.db(store.holdings_count, node_id)
+    items = choose_items(count, BLOCKS_PER_CHALLENGE, rng)
+    checked, failure = 0, ""
+    started = time.monotonic()
+    for item in items:
+        holding = await daemon.db(store.holding_at, node_id, item.holding)
+        if holding is None:
+            continue  # the placements changed under us; fewer blocks this time
+        cap_text, shnum = holding
+        try:
+            cap = _verify_cap(cap_text)
+        except CapError:
+            continue
+        try:
+            with trio.fail_after(AUDIT_TIMEOUT):
+                answer = await daemon.pool.client(node_id).proof(
+                    cap.storage_index, shnum, item.challenge
+                )
+            verify_answer(cap, shnum, item.challenge, answer)
+        except (trio.TooSlowError, NodeUnavailable) as error:
+            logger.info("audit of %s: unreachable (%s)", node_id, error or "timed out")
+            await record_observation(daemon, node_id, "uptime", False)
+            return None
+        except RateLimited:
+            return None
+        except (NodeRefused, NodeError, AuditFailed) as error:
+            failure = f"share {shnum}: {error}"
+            break
+        checked += 1
+    if not checked and not failure:
+        return None
+    latency_ms = (time.monotonic() - started) * 1000 / max(checked + (1 if failure else 0), 1)
+    ok = not failure
+    await record_observation(daemon, node_id, "audit", ok, latency_ms, failure)
+    if ok:
+        logger.info("audit of %s passed (%d blocks)", node_id, checked)
+    else:
+        logger.warning("audit of %s failed: %s", node_id, failure)
+    return {"node": node_id, "ok": ok, "blocks": checked, "failure": failure}
+
+
+async def audit_round(daemon: Daemon, rng: random.Random = _RANDOM) -> list[dict[str, Any]]:
+    """Audit every node holding this device's shares, a few at a time."""
+    store = await table(daemon)
+    nodes = await daemon.db(store.audited_nodes)
+    results: list[dict[str, Any]] = []
+    limiter = trio.CapacityLimiter(PARALLEL_NODES)
+
+    async def one(node_id: str) -> None:
+        async with limiter:
+            outcome = await audit_node(daemon, node_id, rng)
+        if outcome is not None:
+            results.append(outcome)
+
+    async with trio.open_nursery() as nursery:
+        for node_id in nodes:
+            nursery.start_soon(one, node_id)
+    await flush(daemon)
+    return sorted(results, key=lambda r: str(r["node"]))
+
+
+async def run_auditor(
+    daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Load the saved reputations (placement uses them from the first upload), then audit
+    forever; a failed round never takes the daemon down."""
+    await load(daemon)
+    task_status.started()
+    while True:
+        await trio.sleep(AUDIT_INTERVAL * _RANDOM.uniform(0.8, 1.2))
+        try:
+            await audit_round(daemon)
+        except PermaCloudError as error:
+            logger.warning("audit round: %s", error)
+        except Exception:
+            logger.exception("audit round failed")
+
+
+def build_audit_handlers(daemon: Daemon) -> dict[str, Any]:
+    async def audit(params: dict[str, Any], ctx: CallContext) -> Any:
+        return {"results": await audit_round(daemon)}
+
+    return {"audit": audit}
