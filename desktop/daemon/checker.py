@@ -40,6 +40,7 @@ from desktop.daemon.health import (
 )
 from desktop.daemon.ipc_protocol import IpcProtocolError
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
+from desktop.daemon.reputation_store import discount_bad_nodes
 from desktop.net.errors import NodeError
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Checker:
         pool = self.daemon.pool
         read_cap = parse_read_cap(cap)
         health = await survey(pool, read_cap.storage_index)
+        discount_bad_nodes(self.daemon, health)  # disqualified by audits: shares count as lost
         renewed = await renew_leases(pool, health, self.settings.lease_seconds)
         params = await self._params(health)
         now = time.time()

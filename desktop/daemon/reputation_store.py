@@ -11,6 +11,9 @@ Public API for other daemon parts (e.g. the checker and repairer):
 * `await record_observation(daemon, node_id, kind, ok, latency_ms)`: `kind` is "audit" (a
   storage proof passed or failed) or "uptime" (the node answered or could not be reached).
 * `bad_nodes(daemon) -> set[str]`: disqualified nodes; their shares count as unhealthy.
+* `discount_bad_nodes(daemon, health)`: the checker's hook: marks a surveyed file's shares on
+  disqualified nodes as corrupt, so they do not count as healthy, are not used as repair
+  sources, and their nodes get none of the regenerated shares.
 * `book(daemon)`: the `ReputationBook` itself (scores for `permacloud nodes`).
 """
 
@@ -27,6 +30,7 @@ from desktop.core.reputation import DEFAULT_PARAMS, NodeReputation, ReputationPa
 
 if TYPE_CHECKING:
     from desktop.client.pool import NodePool
+    from desktop.client.repair import FileHealth
     from desktop.daemon.index import Index
     from desktop.daemon.service import Daemon
 
@@ -238,3 +242,11 @@ async def record_observation(
 def bad_nodes(daemon: Daemon) -> set[str]:
     """Disqualified nodes: no new shares, and their shares count as unhealthy for repair."""
     return book(daemon).bad_nodes()
+
+
+def discount_bad_nodes(daemon: Daemon, health: FileHealth) -> set[str]:
+    """Treat every share a disqualified node claims as lost; the bad holders of this file."""
+    bad = bad_nodes(daemon) & set(health.holdings)
+    for node_id in bad:
+        health.corrupt.update((node_id, shnum) for shnum in health.holdings[node_id])
+    return bad

@@ -1,7 +1,10 @@
-"""Audits end to end: a real daemon audits 10 real node processes; a node that deleted half its
+"""Audits end to end: a real daemon audits 11 real node processes; a node that deleted half its
 shares and one whose shares turned into random bytes (both done on disk, in their data dirs)
-fail their audits, fall below the disqualification threshold, get no new shares, and stay
-disqualified across a daemon restart. Honest nodes are vetted and never fail."""
+fail their audits, fall below the disqualification threshold, get no new shares, their shares
+count as lost so the checker repairs the files onto other nodes, and they stay disqualified
+across a daemon restart. Honest nodes are vetted and never fail.
+
+11 nodes (plus the device's own) so that 10 honest nodes remain for a full 3-of-10 repair."""
 
 from __future__ import annotations
 
@@ -27,6 +30,11 @@ def share_files(node: NodeProcess) -> list[Path]:
     return sorted((node.data_dir / "store" / "shares").glob("*/*/*/data"))
 
 
+def share_dirs(node: NodeProcess) -> list[Path]:
+    """Storage index dirs holding at least one share file."""
+    return sorted({p.parent.parent for p in share_files(node)})
+
+
 def by_id(device: Device) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in device.call("nodes")}
 
@@ -49,7 +57,8 @@ def test_lying_nodes_fail_audits_and_get_no_new_shares(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PERMACLOUD_AUDIT_INTERVAL", "0.3")
-    nodes = node_factory.start_many(10)
+    monkeypatch.setenv("PERMACLOUD_REPAIR_THRESHOLD", "10")  # repair any file below 10 nodes
+    nodes = node_factory.start_many(11)
     alice = devices.init("alice", write_nodes_toml(tmp_path / "nodes.toml", nodes)).start()
     files = put_files(alice, tmp_path, "first", 8)
 
@@ -98,6 +107,19 @@ def test_lying_nodes_fail_audits_and_get_no_new_shares(
     before = {n.node_id: len(share_files(n)) for n in (dropper, scrambler)}
     put_files(alice, tmp_path, "second", 4)
     assert {n.node_id: len(share_files(n)) for n in (dropper, scrambler)} == before
+
+    # The checker counts the liars' shares as lost and repairs every file they held shares of
+    # onto honest nodes: 10 distinct healthy nodes again, none of them a liar.
+    liar_held = {si_dir.name for node in (dropper, scrambler) for si_dir in share_dirs(node)}
+    assert liar_held
+    repaired = {row["path"]: row for row in alice.call("health.repair")["files"]}
+    assert all(row["healthy"] == 10 for row in repaired.values()), repaired
+    assert sum(row["added"] for row in repaired.values()) >= len(liar_held)
+    honest = [n for n in nodes if n.node_id not in liars]
+    for si in liar_held:
+        holders_now = [n for n in honest if any(d.name == si for d in share_dirs(n))]
+        own = [d for d in (alice.home).rglob(f"shares/*/{si}")]
+        assert len(holders_now) + (1 if own else 0) >= 10, si
 
     # Every file still reads back (downloads skip the bad shares).
     for name, data in list(files.items())[:3]:
