@@ -28,6 +28,7 @@ from desktop.core.encoder import encode_stream
 from desktop.core.hashing import HASH_SIZE
 from desktop.core.layout import ShareLayout, parse_header
 from desktop.core.params import EncodingParams
+from desktop.net.protocol import RequestError, Route, parse_target, share_path
 
 
 def encode(data: bytes, params: EncodingParams) -> tuple[VerifyCap, list[bytearray]]:
@@ -199,3 +200,14 @@ def test_node_keeping_half_the_blocks_is_caught(
     assert pass_probability(0.5, BLOCKS_PER_CHALLENGE, challenges=3) == 0.5**12
     assert pass_probability(0.9, BLOCKS_PER_CHALLENGE, challenges=10) < 0.015
     assert pass_probability(1.0, BLOCKS_PER_CHALLENGE) == 1.0
+
+
+def test_proof_route() -> None:
+    si = os.urandom(16)
+    path = share_path(si, 3, "/proof/999999999999")
+    assert parse_target("GET", path.encode()) == Route("proof", si, 3, 999999999999)
+    with pytest.raises(RequestError) as refused:
+        parse_target("POST", path.encode())
+    assert refused.value.status == 405
+    with pytest.raises(RequestError):
+        parse_target("GET", share_path(si, 3, "/proof/1000000000000").encode())
