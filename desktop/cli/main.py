@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "agent": "agent",
     "mount": "mount",
     "unmount": "mount",
+    "check": "health",
+    "repair": "health",
     "sync": "sync_cmd",
     "check": "health",
     "repair": "health",
