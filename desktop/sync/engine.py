@@ -76,7 +76,7 @@ class EngineSettings:
     settle: float = 2.0  # seconds a file must stay untouched (when no close was seen)
     debounce: float = 0.1  # quiet time after an event before the path is looked at
     rescan: float = 300.0  # full rescan period (events can be lost)
-    parallel: int = 8  # paths reconciled at once
+    parallel: int = 16  # paths reconciled at once (small files: the batcher coalesces them)
     high_water: int = 2000  # the scanner waits while this many paths are queued
 
     @classmethod
@@ -85,7 +85,7 @@ class EngineSettings:
             settle=_env_float("PERMACLOUD_SYNC_SETTLE", 2.0),
             debounce=_env_float("PERMACLOUD_SYNC_DEBOUNCE", 0.1),
             rescan=_env_float("PERMACLOUD_SYNC_RESCAN", 300.0),
-            parallel=int(_env_float("PERMACLOUD_SYNC_PARALLEL", 8)),
+            parallel=int(_env_float("PERMACLOUD_SYNC_PARALLEL", 16)),
         )
 
 
