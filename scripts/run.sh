@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, then runs a local demo household: storage node processes on 127.0.0.1,
-# this device's daemon (with its own node) in a demo home, a first file stored, and the status.
+# this device's daemon (with its own node) in a demo home, a first file stored, the cloud mounted
+# (FUSE) under the demo dir, and the status.
 # Runs until Ctrl-C (then stops everything it started); `--once` stops after the first status.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,12 +45,20 @@ if ! "$PC" ls /Welcome.txt >/dev/null 2>&1; then
   printf 'Welcome to PermaCloud. This file is encrypted, erasure coded 3-of-10 and spread\nover the demo nodes.\n' >"$DEMO/Welcome.txt"
   "$PC" put "$DEMO/Welcome.txt" /Welcome.txt
 fi
+MOUNT="$DEMO/PermaCloud"
+mkdir -p "$MOUNT"
+if "$PC" mount "$MOUNT"; then
+  MOUNTED="The cloud is mounted at $MOUNT: drag files in and out with any file manager."
+else
+  MOUNTED="The mount did not start (see the error above); everything else works without it."
+fi
 "$PC" ls /
 "$PC" status
 
 cat <<MSG
 
 The demo household is running: $NODES nodes on 127.0.0.1:$BASE_PORT.. and this device's daemon.
+$MOUNTED
 In another terminal:
   export PERMACLOUD_HOME=$PERMACLOUD_HOME PATH=$ROOT/.venv/bin:\$PATH
   permacloud put SOMEFILE /SOMEFILE      # store a file

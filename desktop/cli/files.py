@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -111,21 +112,26 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def _nodes_table(nodes: list[dict[str, Any]], *, short: bool, title: str | None) -> Table:
+    """`short` (inside `status`) keeps the columns that fit 80 characters without wrapping."""
     table = Table(title=title, header_style="bold")
-    columns = ("node", "address", "known from", "online", "audit", "uptime", "latency", "standing")
-    for column in columns:
-        table.add_column(column, overflow="fold")  # IDs and addresses wrap, never lose chars
+    wanted = ("node", "address", "online", "audit", "standing")
+    columns: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("node", lambda n: n["id"][:12] if short else n["id"]),
+        ("address", lambda n: n["address"]),
+        ("known from", lambda n: n["source"]),
+        ("online", lambda n: "[green]yes[/]" if n["online"] else "[red]no[/]"),
+        ("audit", _audit_cell),
+        ("uptime", lambda n: f"{n.get('uptime_score', 1.0):.0%}"),
+        ("latency", lambda n: "-" if n.get("latency_ms") is None else f"{n['latency_ms']:.0f} ms"),
+        ("standing", _standing),
+    ]
+    if short:
+        columns = [column for column in columns if column[0] in wanted]
+    for name, _ in columns:
+        # Short IDs and addresses never wrap; full IDs fold rather than lose characters.
+        table.add_column(name, no_wrap=short and name in ("node", "address"), overflow="fold")
     for node in nodes:
-        table.add_row(
-            node["id"][:12] if short else node["id"],
-            node["address"],
-            node["source"],
-            "[green]yes[/]" if node["online"] else "[red]no[/]",
-            _audit_cell(node),
-            f"{node.get('uptime_score', 1.0):.0%}",
-            "-" if node.get("latency_ms") is None else f"{node['latency_ms']:.0f} ms",
-            _standing(node),
-        )
+        table.add_row(*(cell(node) for _, cell in columns))
     return table
 
 
