@@ -60,6 +60,25 @@ class DaemonBackend:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self._own = 0  # entries this backend appended to the device's log
+        self._base: int | None = None
+
+    def _head(self) -> int:
+        ns = self.daemon.namespace
+        return ns.head_seq(ns.device_id)
+
+    def _append(self, op: Op) -> None:
+        """Append on the DB thread, counted as this backend's own change."""
+        self.daemon.namespace.append(op)
+        self._own += 1
+
+    def foreign_changes(self) -> int:
+        """How many entries others (CLI put/mv/rm, the sync folder) appended to this device's
+        log since this backend started: the mount's name cache drops itself when it moves."""
+        head = self._head()
+        if self._base is None:
+            self._base = head - self._own
+        return head - self._base - self._own
 
     @property
     def pool(self) -> NodePool:
@@ -77,18 +96,26 @@ class DaemonBackend:
         return [_node(r) for r in rows]
 
     async def apply(self, ops: Sequence[Op]) -> None:
-        ns = self.daemon.namespace
-
         def run() -> None:
             for op in ops:
-                ns.append(op)
+                self._append(op)
 
         await self.daemon.db(run)
         self.daemon.wake_replication()
 
     async def put(self, path: str, info: FileInfo, placements: dict[int, str]) -> None:
-        await self.apply([PutOp(path, info)])
-        await self.daemon.db(self.daemon.index.add_placements, info.cap, placements)
+        await self.put_many([(path, info, placements)])
+
+    async def put_many(self, items: Sequence[tuple[str, FileInfo, dict[int, str]]]) -> None:
+        index = self.daemon.index
+
+        def run() -> None:
+            for path, info, placements in items:
+                self._append(PutOp(path, info))
+                index.add_placements(info.cap, placements)
+
+        await self.daemon.db(run)
+        self.daemon.wake_replication()
 
     async def rename(self, src: str, dst: str) -> None:
         ns = self.daemon.namespace
@@ -97,9 +124,9 @@ class DaemonBackend:
             view = ns.replica.view
             existing = view.node(dst)
             if existing is not None:
-                ns.append(RmdirOp(dst) if isinstance(existing.node, DirInfo) else DeleteOp(dst))
+                self._append(RmdirOp(dst) if isinstance(existing.node, DirInfo) else DeleteOp(dst))
             if view.node(src) is not None:
-                ns.append(plan_rename(view, src, dst))
+                self._append(plan_rename(view, src, dst))
 
         await self.daemon.db(run)
         self.daemon.wake_replication()
@@ -110,7 +137,9 @@ class DaemonBackend:
         def run() -> None:
             existing = ns.replica.view.node(path)
             if existing is not None:
-                ns.append(RmdirOp(path) if isinstance(existing.node, DirInfo) else DeleteOp(path))
+                self._append(
+                    RmdirOp(path) if isinstance(existing.node, DirInfo) else DeleteOp(path)
+                )
 
         await self.daemon.db(run)
         self.daemon.wake_replication()

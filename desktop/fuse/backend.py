@@ -52,6 +52,10 @@ class Backend(Protocol):
 
     async def put(self, path: str, info: FileInfo, placements: dict[int, str]) -> None: ...
 
+    async def put_many(self, items: Sequence[tuple[str, FileInfo, dict[int, str]]]) -> None:
+        """`put` of many uploaded files in one database call (group commit)."""
+        ...
+
     async def rename(self, src: str, dst: str) -> None:
         """Move `src` to `dst` in the namespace, removing what `dst` named first."""
         ...
@@ -65,6 +69,11 @@ class Backend(Protocol):
     async def space(self) -> Space: ...
 
     def share_link(self, cap: str, name: str) -> str: ...
+
+    def foreign_changes(self) -> int:
+        """A counter of local namespace changes made elsewhere in the daemon (CLI, sync
+        folder), which `changes` does not report; cheap, called on every cached lookup."""
+        ...
 
     def changes(self) -> AsyncIterator[list[str]]:
         """Paths changed by other devices, as they are merged."""

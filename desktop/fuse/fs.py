@@ -29,6 +29,7 @@ from desktop.fuse.cache import CHUNK, Cache, DirtyFile, chunk_count, chunks_for
 from desktop.fuse.errnos import check_name, errno_for
 from desktop.fuse.fetch import Fetcher
 from desktop.fuse.inodes import InodeTable
+from desktop.fuse.nscache import NamespaceCache
 from desktop.fuse.uploader import Uploader, UploadFailed
 
 logger = logging.getLogger(__name__)
@@ -100,10 +101,17 @@ class PermaFS(pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(
-        self, backend: Backend, cache: Cache, uploader: Uploader, fetcher: Fetcher, n: int
+        self,
+        backend: Backend,
+        cache: Cache,
+        uploader: Uploader,
+        fetcher: Fetcher,
+        n: int,
+        names: NamespaceCache | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.names = names if names is not None else NamespaceCache(backend)
         self.cache = cache
         self.uploader = uploader
         self.fetcher = fetcher
@@ -142,7 +150,7 @@ class PermaFS(pyfuse3.Operations):
             return Stat(path, "file", dirty.size, dirty.mtime_ns, dirty.mode, dirty=dirty)
         if path == "/":
             return Stat("/", "dir", 0, self.started_ns, 0o755)
-        node = await self.backend.lookup(path)
+        node = await self.names.lookup(path)
         return None if node is None else self._from_node(node)
 
     def _from_node(self, node: NsNode) -> Stat:
@@ -185,7 +193,7 @@ class PermaFS(pyfuse3.Operations):
 
     async def _children(self, path: str) -> list[tuple[str, Stat]]:
         out: dict[str, Stat] = {}
-        for node in await self.backend.listdir(path):
+        for node in await self.names.listdir(path):
             out[node.name] = self._from_node(node)
         for dirty in self.cache.dirty_children(path):
             name = dirty.path.rsplit("/", 1)[1]
@@ -246,7 +254,14 @@ class PermaFS(pyfuse3.Operations):
             path = parent(self._path(parent_inode))
         else:
             path = self._child(parent_inode, name)
-        st = await self._require(path)
+        st = await self._stat(path)
+        if st is None:
+            # A negative entry the kernel may keep: the next open(O_CREAT) of this name skips
+            # the lookup. Other devices' creations invalidate it (MountService._watch_changes).
+            negative = pyfuse3.EntryAttributes()
+            negative.st_ino = 0
+            negative.entry_timeout = ATTR_TIMEOUT
+            return negative
         return self._attr(self.inodes.lookup(path), st)
 
     @guarded
@@ -303,8 +318,10 @@ class PermaFS(pyfuse3.Operations):
                 )
                 if new != info:
                     await self.backend.apply([PutOp(path, new)])
+                    await self.names.refresh(path)
             elif st.kind == "dir" and mode is not None and mode != st.mode and path != "/":
                 await self.backend.apply([MkdirOp(path, mode)])
+                await self.names.refresh(path)
             st = await self._require(path)
         return self._attr(inode, st)
 
@@ -357,6 +374,7 @@ class PermaFS(pyfuse3.Operations):
         if await self._stat(path) is not None:
             raise fail(errno.EEXIST)
         await self.backend.apply([MkdirOp(path, (mode & 0o7777) or 0o755)])
+        await self.names.refresh(path)
         st = await self._require(path)
         return self._attr(self.inodes.lookup(path), st)
 
@@ -369,6 +387,7 @@ class PermaFS(pyfuse3.Operations):
         if await self._children(path):
             raise fail(errno.ENOTEMPTY)
         await self.backend.remove(path)
+        self.names.removed(path)
         self.inodes.detach(path)
 
     # --- names ------------------------------------------------------------------------------
@@ -382,9 +401,10 @@ class PermaFS(pyfuse3.Operations):
         if st.dirty is not None:
             self.cache.drop_dirty(st.dirty.id)
             self.uploader.dropped(st.dirty)
-        node = st.node if st.dirty is None else await self.backend.lookup(path)
+        node = st.node if st.dirty is None else await self.names.lookup(path)
         if node is not None:
             await self.backend.remove(path)
+            self.names.removed(path)
         self.inodes.detach(path)
 
     @guarded
@@ -399,6 +419,7 @@ class PermaFS(pyfuse3.Operations):
         except UnicodeDecodeError:
             raise fail(errno.EINVAL) from None
         await self.backend.apply([SymlinkOp(path, text, time.time_ns())])
+        await self.names.refresh(path)
         st = await self._require(path)
         return self._attr(self.inodes.lookup(path), st)
 
@@ -435,11 +456,14 @@ class PermaFS(pyfuse3.Operations):
             if target.dirty is not None:
                 self.cache.drop_dirty(target.dirty.id)
                 self.uploader.dropped(target.dirty)
-        in_namespace = source.node is not None or await self.backend.lookup(src) is not None
+        in_namespace = source.node is not None or await self.names.lookup(src) is not None
         if in_namespace:
             await self.backend.rename(src, dst)
-        elif target is not None and await self.backend.lookup(dst) is not None:
+            self.names.forget_tree(src)
+            self.names.forget_tree(dst)
+        elif target is not None and await self.names.lookup(dst) is not None:
             await self.backend.remove(dst)
+            self.names.removed(dst)
         self.cache.rename_dirty(src, dst)
         self.inodes.rename(src, dst)
 
@@ -475,9 +499,11 @@ class PermaFS(pyfuse3.Operations):
         existing = await self._stat(path)
         if existing is not None and existing.kind == "dir":
             raise fail(errno.EISDIR)
-        entry = self.cache.create_dirty(path, (mode & 0o7777) or 0o644, time.time_ns())
+        entry, fd = self.cache.create_dirty_open(path, (mode & 0o7777) or 0o644, time.time_ns())
         ino = self.inodes.lookup(path)
-        handle = self._open_dirty(ino, entry, writable=True)
+        handle = Handle(ino, fd, True, dirty=entry)
+        self.uploader.activity()
+        self.uploader.opened(entry)
         self.uploader.changed(entry)
         fh = self._register(handle)
         st = await self._require(path)
@@ -543,6 +569,7 @@ class PermaFS(pyfuse3.Operations):
         written = os.pwrite(handle.fd, buf, off)
         self.cache.modified(entry, max(entry.size, off + written))
         entry.mtime_ns = time.time_ns()
+        self.uploader.activity()
         self.uploader.changed(entry)
         return written
 

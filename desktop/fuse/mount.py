@@ -30,6 +30,7 @@ from desktop.fuse.backend import Backend
 from desktop.fuse.cache import Cache
 from desktop.fuse.fetch import Fetcher
 from desktop.fuse.fs import PermaFS
+from desktop.fuse.nscache import NamespaceCache
 from desktop.fuse.uploader import Pending, Uploader
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,10 @@ class MountSettings:
     upload_delay: float = 2.0
     read_timeout: float = 15.0
     flush_timeout: float = 60.0
-    readahead_chunks: int = 4
+    readahead_chunks: int = 16  # 32 MiB ahead of a sequential reader, fetched 4 runs at once
     upload_timeout: float = 300.0
     n: int = 10
+    spare_files: int = 1024  # empty files made ahead so creates skip the disk's slow create
 
 
 def _unescape(field: str) -> str:
@@ -101,6 +103,7 @@ class MountService:
         self.uploader: Uploader | None = None
         self.fetcher: Fetcher | None = None
         self.fs: PermaFS | None = None
+        self.names = NamespaceCache(backend)
         self.mountpoint: Path | None = None
         self._nursery: trio.Nursery | None = None
         self._main_done = trio.Event()
@@ -131,7 +134,11 @@ class MountService:
         settings = self.settings
         cache = self.cache = Cache(settings.cache_dir, settings.cache_limit)
         uploader = self.uploader = Uploader(
-            self.backend, cache, settings.upload_delay, timeout=settings.upload_timeout
+            self.backend,
+            cache,
+            settings.upload_delay,
+            timeout=settings.upload_timeout,
+            names=self.names,
         )
         self.fetcher = Fetcher(
             self.backend.pool, cache, settings.read_timeout, settings.readahead_chunks
@@ -142,6 +149,7 @@ class MountService:
                 self._nursery = nursery
                 nursery.start_soon(_in_scope, upload_scope, uploader.run)
                 nursery.start_soon(self.fetcher.run)
+                nursery.start_soon(self._keep_spares, cache)
                 nursery.start_soon(self._watch_changes)
                 uploader.replay()
                 remembered = self._remembered()
@@ -170,6 +178,19 @@ class MountService:
                     nursery.cancel_scope.cancel()
         finally:
             cache.close()
+
+    async def _keep_spares(self, cache: Cache) -> None:
+        """Refill the spare files when half are used, a batch at a time, off the trio thread."""
+        target = self.settings.spare_files
+        while True:
+            if cache.spares() < target // 2:
+                while cache.spares() < target:
+                    names = cache.spare_names(min(128, target - cache.spares()))
+                    made = await trio.to_thread.run_sync(cache.make_spares, names)
+                    cache.add_spares(made)
+                    if len(made) < len(names):
+                        break  # disk full or the like: try again later
+            await trio.sleep(0.25)
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
@@ -209,7 +230,9 @@ class MountService:
                 raise MountError(f"{path} is not empty: mount on an empty folder")
         except OSError as error:
             raise MountError(f"cannot use {path}: {error.strerror or error}") from None
-        fs = PermaFS(self.backend, self.cache, self.uploader, self.fetcher, self.settings.n)
+        fs = PermaFS(
+            self.backend, self.cache, self.uploader, self.fetcher, self.settings.n, self.names
+        )
         options = {"fsname=permacloud", "subtype=permacloud", "default_permissions"}
         try:
             pyfuse3.init(fs, str(path), options)
@@ -262,6 +285,7 @@ class MountService:
 
     async def _watch_changes(self) -> None:
         async for paths in self.backend.changes():
+            self.names.invalidate(paths)
             fs = self.fs
             if fs is None:
                 continue

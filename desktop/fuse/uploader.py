@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import blake3
 import trio
@@ -21,11 +21,14 @@ from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import FileInfo
 from desktop.fuse.backend import Backend
 from desktop.fuse.cache import Cache, DirtyFile
+from desktop.fuse.nscache import NamespaceCache
 from desktop.fuse.planner import UploadPlanner
 
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 4 << 20
+SMALL_FILE = 1 << 20  # up to this size uploads run many at once (their shares go in batches)
+MAX_PUTS = 256  # namespace entries appended in one database call
 
 
 class UploadFailed(PermaCloudError):
@@ -46,6 +49,15 @@ class Pending:
     bytes: int
 
 
+@dataclass
+class _Put:
+    path: str
+    info: FileInfo
+    placements: dict[int, str]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
 class Uploader:
     def __init__(
         self,
@@ -54,12 +66,25 @@ class Uploader:
         delay: float,
         parallel: int = 4,
         timeout: float = 300.0,
+        names: NamespaceCache | None = None,
+        small_parallel: int = 32,
     ) -> None:
         self.backend = backend
         self.timeout = timeout
         self.cache = cache
+        self.names = names
         self.planner = UploadPlanner(delay)
+        # Large files share `parallel` slots; small ones get their own, wider, pool: their
+        # shares to one node then travel in one batch request (client/batcher.py).
         self.limiter = trio.CapacityLimiter(parallel)
+        self.small_limiter = trio.CapacityLimiter(small_parallel)
+        # A timer wake-up waits this much longer, so files that became due close together
+        # start together (fewer wake-ups, bigger batches); fsync and flush wake at once.
+        self.slack = min(0.1, delay / 4)
+        self._sleep_until = math.inf
+        self._puts: list[_Put] = []
+        self._committing = False
+        self._committed = trio.Event()
         self.failures: dict[int, int] = {}
         self.last_error: dict[int, str] = {}
         self.uploaded_placements: dict[str, int] = {}
@@ -71,16 +96,26 @@ class Uploader:
     def poke(self) -> None:
         self._wake.set()
 
+    def _poke_if_sooner(self, file_id: int) -> None:
+        """Wake the scheduler only if this file is due before its planned wake-up: a write
+        burst then costs no scheduler work per write."""
+        due = self.planner.due_at(file_id)
+        if due is not None and due + self.slack < self._sleep_until:
+            self.poke()
+
+    def activity(self) -> None:
+        self.planner.activity(trio.current_time())
+
     def opened(self, entry: DirtyFile) -> None:
         self.planner.opened(entry.id, trio.current_time())
 
     def closed(self, entry: DirtyFile) -> None:
         self.planner.closed(entry.id, trio.current_time())
-        self.poke()
+        self._poke_if_sooner(entry.id)
 
     def changed(self, entry: DirtyFile) -> None:
         self.planner.changed(entry.id, trio.current_time())
-        self.poke()
+        self._poke_if_sooner(entry.id)
 
     def dropped(self, entry: DirtyFile) -> None:
         self.planner.forget(entry.id)
@@ -120,14 +155,18 @@ class Uploader:
                 for file_id in self.planner.due(trio.current_time()):
                     nursery.start_soon(self._upload, file_id)
                 due = self.planner.next_due()
-                with trio.move_on_at(math.inf if due is None else due):
+                self._sleep_until = math.inf if due is None else due + self.slack
+                with trio.move_on_at(self._sleep_until):
                     await self._wake.wait()
+                self._sleep_until = -math.inf  # awake: every change pokes until we sleep
                 self._wake = trio.Event()
 
     async def _upload(self, file_id: int) -> None:
         ok, again = False, False
         try:
-            async with self.limiter:
+            entry = self.cache.dirty(file_id)
+            small = entry is not None and entry.size <= SMALL_FILE
+            async with self.small_limiter if small else self.limiter:
                 entry = self.cache.dirty(file_id)
                 # A stalled upload must not block the queue: the base timeout plus 1 MiB/s.
                 limit = self.timeout + (entry.size if entry else 0) / (1 << 20)
@@ -159,7 +198,7 @@ class Uploader:
                 return True, True
             cap = result.cap.to_string()
             info = FileInfo(cap, result.size, entry.mtime_ns, digest, entry.mode & 0o7777)
-            await self.backend.put(entry.path, info, result.placements)
+            await self._record(entry.path, info, result.placements)
             self.uploaded_placements[cap] = len(result.placements)
             if self.cache.dirty(file_id) is not entry or entry.gen != gen:
                 return True, True
@@ -168,6 +207,41 @@ class Uploader:
             self.last_error.pop(file_id, None)
         self.maybe_promote(entry)
         return True, False
+
+    async def _record(self, path: str, info: FileInfo, placements: dict[int, str]) -> None:
+        """Append the file to the namespace, in one database call with every other upload that
+        finished meanwhile (group commit): the first waiting upload commits for all."""
+        item = _Put(path, info, placements)
+        self._puts.append(item)
+        while not item.done.is_set():
+            if self._committing:
+                await self._committed.wait()
+                continue
+            self._committing = True
+            try:
+                while self._puts and not item.done.is_set():
+                    batch, self._puts = self._puts[:MAX_PUTS], self._puts[MAX_PUTS:]
+                    try:
+                        await self.backend.put_many([(p.path, p.info, p.placements) for p in batch])
+                    except BaseException as error:
+                        for put in batch:
+                            put.error = error
+                        raise
+                    finally:
+                        for put in batch:
+                            put.done.set()
+                    if self.names is not None:
+                        for put in batch:
+                            if put.error is None:
+                                self.names.stored(put.path, put.info)
+            finally:
+                self._committing = False
+                self._committed.set()
+                self._committed = trio.Event()
+        if item.error is not None:
+            if isinstance(item.error, (PermaCloudError, OSError)):
+                raise item.error
+            raise UploadFailed(f"recording {path}: {item.error!r}")
 
     def maybe_promote(self, entry: DirtyFile) -> None:
         """Closed and stored: the journal row goes, the bytes stay as clean cache."""
