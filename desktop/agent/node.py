@@ -124,3 +124,6 @@ async def serve_node(
         nursery.start_soon(_sweep_forever, store, config.sweep_interval, config.background)
         await nursery.start(trio.serve_listeners, handle_tcp, listeners)
         task_status.started(RunningNode(key.node_id, config.host, port, server))
+        await server.stopped.wait()
+        logger.info("node %s stopped serving", key.node_id)
+        nursery.cancel_scope.cancel()

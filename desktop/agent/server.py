@@ -40,14 +40,22 @@ from desktop.net.protocol import (
     RequestError,
     Route,
     error_body,
+    owner_from_str,
     parse_batch,
     parse_create,
+    parse_handoff,
     parse_lease,
     parse_range,
     parse_target,
 )
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
-from desktop.net.records_wire import encode_records
+from desktop.net.records_wire import (
+    MAX_RECORD_BATCH_BODY,
+    MAX_RECORD_BATCH_ITEMS,
+    RecordWireError,
+    decode_records,
+    encode_records,
+)
 from desktop.net.signing import ReplayCache, SignatureError, SignedRequest, verify_request
 
 logger = logging.getLogger(__name__)
@@ -104,6 +112,11 @@ class NodeServer:
         self.replay = ReplayCache(self.limits.signature_window)
         self.read_limiter = PeerRequestLimiter(self.limits.read_rate, self.limits.read_burst)
         self._connections = trio.Semaphore(self.limits.max_connections)
+        self.stopped = trio.Event()  # set by `stop`: the node closes its listener for good
+
+    def stop(self) -> None:
+        """Stop serving (a device leaving the network): `serve_node` closes its listener."""
+        self.stopped.set()
 
     async def handle_connection(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
         peer = _peer_address(stream)
@@ -275,7 +288,7 @@ class NodeServer:
             signed = self._verify(method, target, headers)
             await self._write(conn, stream, peer, route, signed, headers)
             return
-        if route.action in ("create", "seal", "lease", "delete"):
+        if route.action in ("create", "handoff", "seal", "lease", "delete"):
             signed = self._verify(method, target, headers)
             body = await self._read_body(conn, stream, MAX_CONTROL_BODY)
             if blake3.blake3(body).hexdigest() != signed.body_hex:
@@ -337,9 +350,15 @@ class NodeServer:
         signed = self._verify(method, target, headers)
         if node_id_from_public_key(signed.public_key) != route.name:
             raise RequestError(403, "only the writer's key may change its records")
-        body = await self._read_body(conn, stream, MAX_RECORD_BODY)
+        batch = route.action == "records_batch"
+        body = await self._read_body(
+            conn, stream, MAX_RECORD_BATCH_BODY if batch else MAX_RECORD_BODY
+        )
         if blake3.blake3(body).hexdigest() != signed.body_hex:
             raise RequestError(400, "body does not match its signed hash")
+        if batch:
+            await self._put_records(conn, stream, records, route.name, body)
+            return
         try:
             if route.action == "records_put":
                 created = await trio.to_thread.run_sync(records.put, route.name, route.offset, body)
@@ -349,6 +368,30 @@ class NodeServer:
                 await self._send_json(conn, stream, 200, {"removed": removed})
         except RecordError as error:
             raise RequestError(error.status, str(error)) from None
+
+    async def _put_records(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        records: RecordStore,
+        writer: str,
+        body: bytes,
+    ) -> None:
+        """A record batch: one durable append on the node, a result per record."""
+        try:
+            items = decode_records(body)
+        except RecordWireError as error:
+            raise RequestError(400, str(error)) from None
+        if len(items) > MAX_RECORD_BATCH_ITEMS:
+            raise RequestError(413, f"more than {MAX_RECORD_BATCH_ITEMS} records in a batch")
+        try:
+            results = await trio.to_thread.run_sync(
+                records.put_many, writer, [(r.seq, r.data) for r in items]
+            )
+        except RecordError as error:
+            raise RequestError(error.status, str(error)) from None
+        answer = [{"status": status, "error": error} for status, error in results]
+        await self._send_json(conn, stream, 200, {"results": answer})
 
     def info(self) -> dict[str, Any]:
         return {
@@ -380,11 +423,23 @@ class NodeServer:
         store = self.store
         owner = signed.public_key
         si, shnum = route.si, route.shnum
-        if route.action == "create":
-            size, lease = parse_create(body)
-            created, state = await trio.to_thread.run_sync(
-                store.create, si, shnum, size, lease, owner
-            )
+        if route.action in ("create", "handoff"):
+            if route.action == "create":
+                size, lease = parse_create(body)
+                created, state = await trio.to_thread.run_sync(
+                    store.create, si, shnum, size, lease, owner
+                )
+            else:
+                size, expires = parse_handoff(body)
+                created, state = await trio.to_thread.run_sync(
+                    store.create_handoff,
+                    si,
+                    shnum,
+                    size,
+                    expires,
+                    owner_from_str(route.name),
+                    owner,
+                )
             await self._send_json(
                 conn,
                 stream,
@@ -399,7 +454,11 @@ class NodeServer:
             )
         elif route.action == "seal":
             state = await trio.to_thread.run_sync(store.seal, si, shnum, owner)
-            await self._send_json(conn, stream, 200, {"sealed": True, "size": state.size})
+            answer: dict[str, Any] = {"sealed": True, "size": state.size}
+            if state.writer is not None and state.writer == owner:
+                # A handoff's sender checks the copy against its own before deleting it.
+                answer["blake3"] = await trio.to_thread.run_sync(store.data_hash, si, shnum)
+            await self._send_json(conn, stream, 200, answer)
         elif route.action == "lease":
             seconds = parse_lease(body)
             state = await trio.to_thread.run_sync(store.renew_lease, si, shnum, owner, seconds)

@@ -32,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import blake3
+
 from desktop.agent.ranges import Ranges, add_range, covers, overlaps
-from desktop.net.protocol import RequestError
+from desktop.net.protocol import MAX_LEASE_SECONDS, RequestError
 from desktop.net.storage_index import storage_index_to_str
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class ShareState:
     sealed: bool
     path: Path
     ranges: Ranges = field(default_factory=list)
+    writer: bytes | None = None  # a handoff's sender: may write and seal, nothing else
 
     @property
     def data_path(self) -> Path:
@@ -148,6 +151,7 @@ class ShareStore:
             lease_expires=float(meta["lease_expires"]),
             sealed=bool(meta["sealed"]),
             path=share_dir,
+            writer=bytes.fromhex(meta["writer"]) if meta.get("writer") else None,
         )
         if state.data_path.stat().st_size != state.size:
             raise ValueError("data file has the wrong size")
@@ -222,6 +226,62 @@ class ShareStore:
             self._used += size
             return True, state
 
+    def create_handoff(
+        self, si: bytes, shnum: int, size: int, lease_expires: float, owner: bytes, writer: bytes
+    ) -> tuple[bool, ShareState]:
+        """A share handed over by a leaving node: owned by `owner` (the original owner, who
+        alone may renew or delete it), written and sealed by `writer`, with the remaining lease.
+
+        Costs quota like any create. Idempotent: the same handoff again (or onto the owner's
+        own sealed copy) returns the existing share, its lease raised to `lease_expires`."""
+        if lease_expires <= self.clock():
+            raise StoreError(400, "the handed-over share's lease has already expired")
+        with self._lock:
+            existing = self._shares.get((si, shnum))
+            if existing is not None:
+                if existing.owner != owner:
+                    raise StoreError(403, "this share exists and belongs to another client")
+                if existing.size != size:
+                    raise StoreError(
+                        409, f"this share exists with size {existing.size}, not {size}"
+                    )
+                if not existing.sealed and existing.writer != writer:
+                    raise StoreError(409, "this share is being written by another client")
+                self._raise_lease(existing, lease_expires)
+                return False, existing
+            self._check_room(size)
+            state = self._make_share(si, shnum, size, 1, owner, writer=writer)
+            state.lease_expires = min(lease_expires, self.clock() + MAX_LEASE_SECONDS)
+            self._save_meta(state)
+            self._shares[(si, shnum)] = state
+            self._used += size
+            return True, state
+
+    def _raise_lease(self, state: ShareState, expires: float) -> None:
+        expires = min(expires, self.clock() + MAX_LEASE_SECONDS)
+        if expires > state.lease_expires:
+            state.lease_expires = expires
+            self._save_meta(state)
+
+    def data_hash(self, si: bytes, shnum: int) -> str:
+        """BLAKE3 of a sealed share's bytes (blocking; a handoff's sender checks its copy)."""
+        state = self.readable(si, shnum)
+        hasher = blake3.blake3()
+        with open(state.data_path, "rb") as data:
+            while chunk := data.read(4 * 1024 * 1024):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def discard(self, si: bytes, shnum: int) -> None:
+        """Drop a share from this node (its operator's decision, e.g. after a handoff)."""
+        with self._lock:
+            state = self._shares.get((si, shnum))
+            if state is not None:
+                self._remove(state)
+
+    def all_shares(self) -> list[ShareState]:
+        return sorted(self._shares.values(), key=lambda s: (s.si, s.shnum))
+
     def _check_room(self, size: int) -> None:
         """The agent's admission (paused, donated space, min free disk), then the quota."""
         refusal = self.admit(size, self.used) if self.admit is not None else None
@@ -285,13 +345,21 @@ class ShareStore:
         return results
 
     def _make_share(
-        self, si: bytes, shnum: int, size: int, lease_seconds: int, owner: bytes
+        self,
+        si: bytes,
+        shnum: int,
+        size: int,
+        lease_seconds: int,
+        owner: bytes,
+        *,
+        writer: bytes | None = None,
     ) -> ShareState:
         si_text = storage_index_to_str(si)
         final = self._shares_dir / si_text[:2] / si_text / str(shnum)
         staging = self._tmp_dir / f"new-{uuid.uuid4().hex}"
         staging.mkdir()
         state = ShareState(si, shnum, size, owner, self.clock() + lease_seconds, False, final)
+        state.writer = writer
         with open(staging / "data", "wb") as data:
             data.truncate(size)
             if self.fsync:
@@ -322,6 +390,7 @@ class ShareStore:
                 "owner": state.owner.hex(),
                 "lease_expires": state.lease_expires,
                 "sealed": state.sealed,
+                **({"writer": state.writer.hex()} if state.writer else {}),
             }
         ).encode()
 
@@ -344,9 +413,16 @@ class ShareStore:
             raise StoreError(403, "only the owner of a share may do this")
         return state
 
+    def _writable(self, si: bytes, shnum: int, signer: bytes) -> ShareState:
+        """The owner, or the handoff sender that created the share, may write and seal it."""
+        state = self.get(si, shnum)
+        if state.owner != signer and (state.writer is None or state.writer != signer):
+            raise StoreError(403, "only the owner of a share may do this")
+        return state
+
     def begin_write(self, si: bytes, shnum: int, offset: int, length: int, owner: bytes) -> Writer:
         with self._lock:
-            state = self._owned(si, shnum, owner)
+            state = self._writable(si, shnum, owner)
             if offset + length > state.size:
                 raise StoreError(
                     416, f"write of {length} bytes at {offset} is beyond share size {state.size}"
@@ -374,7 +450,7 @@ class ShareStore:
 
     def seal(self, si: bytes, shnum: int, owner: bytes) -> ShareState:
         with self._lock:
-            state = self._owned(si, shnum, owner)
+            state = self._writable(si, shnum, owner)
             if state.sealed:
                 return state
             if state.size and not covers(state.ranges, 0, state.size):

@@ -12,7 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from desktop.agent.human_values import format_rate, format_size, parse_duration
-from desktop.cli.common import call, console, print_json
+from desktop.cli.common import call, call_with_progress, console, print_json
 
 
 def _rate(value: Any) -> str:
@@ -88,6 +88,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leave(args: argparse.Namespace) -> int:
+    result = call_with_progress("agent.leave", {}, "handing shares to other nodes")
+    if args.json:
+        print_json(result)
+        return 0
+    console.print(
+        f"left: {result['moved']} share(s) handed to other nodes, {result['already']} already "
+        f"held elsewhere, {result['dropped']} expired or unfinished dropped "
+        f"({format_size(result['total'])}); sharing is off and the node is stopped"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent = subparsers.add_parser(
         "agent", help="the storage node's share of this machine (bandwidth, disk, pause)"
@@ -110,3 +123,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pause.set_defaults(func=cmd_pause)
     resume = commands.add_parser("resume", help="end a pause")
     resume.set_defaults(func=cmd_resume)
+    leave = commands.add_parser(
+        "leave",
+        help="hand every share this node keeps to other nodes, then stop donating "
+        "(rerun to continue after an interruption)",
+    )
+    leave.add_argument("--json", action="store_true", help="machine-readable output")
+    leave.set_defaults(func=cmd_leave)

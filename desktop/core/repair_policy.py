@@ -155,3 +155,29 @@ def best_holders(holdings: Mapping[str, Iterable[int]]) -> dict[int, str]:
     for node in sorted(holdings):
         assign(node, set())
     return dict(sorted(owner_of.items()))
+
+
+def handoff_targets(
+    storage_index: bytes,
+    candidates: Iterable[Candidate],
+    *,
+    exclude: Iterable[str] = (),
+    resume: Iterable[str] = (),
+    crowded: Iterable[str] = (),
+) -> list[str]:
+    """Nodes to offer one share of a leaving node, best first.
+
+    `resume`: nodes holding an unfinished copy of this very share (an interrupted handoff),
+    tried first so a rerun continues it (even if they are in `exclude`). Then the upload's
+    placement order over the storage index (reputation and vetting included) without
+    `exclude`: the leaving node itself and nodes already holding a share of the file (one
+    share per node). Last, as a fallback, the `crowded` nodes (holding another share of the
+    file): a second share on a node adds no durability, but keeps the share number alive
+    where the alternative is losing it with the leaving node."""
+    pool = list(candidates)
+    skip = set(exclude)
+    first = list(dict.fromkeys(resume))
+    ranked = choose_nodes(storage_index, pool, len(pool), exclude=skip | set(first))
+    spare = set(crowded) - set(first)
+    last = choose_nodes(storage_index, [c for c in pool if c.node_id in spare], len(spare))
+    return first + [c.node_id for c in ranked] + [c.node_id for c in last]

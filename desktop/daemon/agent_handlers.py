@@ -3,6 +3,8 @@
 `agent.set` takes any agent setting (`up_idle`, `donated`, ...) plus `sharing`, the tray's
 convenience choice: always (idle caps whatever the user does), idle (the policy as configured),
 never (paused until resumed). Everything applies at once, without a restart.
+`agent.leave` hands every stored share to other nodes and stops the node (desktop/daemon/leave.py);
+choosing to share again afterwards lets the node start with the next daemon start.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from desktop.daemon.ipc_protocol import IpcProtocolError
 from desktop.daemon.ipc_server import CallContext, Handler
+from desktop.daemon.leave import LeaveProgress, leave, rejoin
 
 if TYPE_CHECKING:
     from desktop.daemon.service import Daemon
@@ -33,8 +36,15 @@ def build_agent_handlers(daemon: Daemon) -> dict[str, Handler]:
 
     async def set_value(params: dict[str, Any], ctx: CallContext) -> Any:
         key = _text(params, "key")
-        await agent.set(key, _text(params, "value"))
+        value = _text(params, "value")
+        await agent.set(key, value)
+        if key.strip().lower() == "sharing" and value.strip().lower() != "never":
+            await _rejoin()
         return agent.status()
+
+    async def _rejoin() -> None:
+        if rejoin(daemon):
+            daemon.activity.add("agent", "sharing again: the node starts with the daemon")
 
     async def pause(params: dict[str, Any], ctx: CallContext) -> Any:
         seconds = params.get("seconds")
@@ -48,10 +58,18 @@ def build_agent_handlers(daemon: Daemon) -> dict[str, Handler]:
 
     async def resume(params: dict[str, Any], ctx: CallContext) -> Any:
         await agent.resume()
+        await _rejoin()
         daemon.activity.add("agent", "sharing resumed")
         return agent.status()
 
+    async def leave_network(params: dict[str, Any], ctx: CallContext) -> Any:
+        async def report(progress: LeaveProgress) -> None:
+            await ctx.progress(**progress.public())
+
+        return await leave(daemon, report)
+
     return {
+        "agent.leave": leave_network,
         "agent.status": status,
         "agent.set": set_value,
         "agent.pause": pause,

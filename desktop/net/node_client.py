@@ -33,11 +33,18 @@ from desktop.net.protocol import (
     OCTETS_TYPE,
     batch_size,
     encode_batch,
+    owner_to_str,
     records_path,
     share_path,
 )
 from desktop.net.ratelimit import NO_LIMIT, RateLimiter
-from desktop.net.records_wire import Record, RecordWireError, decode_records
+from desktop.net.records_wire import (
+    Record,
+    RecordWireError,
+    batch_results,
+    decode_records,
+    encode_records,
+)
 from desktop.net.signing import body_hash, sign_request
 from desktop.net.tls import client_context, peer_node_id
 
@@ -180,16 +187,7 @@ class NodeClient:
     ) -> CreateResult:
         body = json.dumps({"size": size, "lease_seconds": lease_seconds}).encode()
         obj = (await self._request("POST", share_path(si, shnum), body, signed=True)).json()
-        try:
-            return CreateResult(
-                created=bool(obj["created"]),
-                sealed=bool(obj["sealed"]),
-                size=int(obj["size"]),
-                already_written=[(int(a), int(b)) for a, b in obj["already_written"]],
-                lease_expires=float(obj["lease_expires"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise ProtocolError("node sent an incomplete create response") from None
+        return _create_result(obj)
 
     async def write(self, si: bytes, shnum: int, offset: int, data: bytes | memoryview) -> None:
         """Write `data` at `offset`, split into requests of at most 8 MiB."""
@@ -238,8 +236,22 @@ class NodeClient:
             raise ProtocolError("node answered a batch with the wrong number of results")
         return out
 
-    async def seal(self, si: bytes, shnum: int) -> None:
-        await self._request("POST", share_path(si, shnum, "/seal"), b"", signed=True)
+    async def seal(self, si: bytes, shnum: int) -> str | None:
+        """Seal a fully written share; for a handoff, the BLAKE3 of the node's copy."""
+        response = await self._request("POST", share_path(si, shnum, "/seal"), b"", signed=True)
+        obj = response.json()
+        digest = obj.get("blake3") if isinstance(obj, dict) else None
+        return digest if isinstance(digest, str) else None
+
+    async def create_handoff(
+        self, si: bytes, shnum: int, owner: bytes, size: int, lease_expires: float
+    ) -> CreateResult:
+        """Hand a share over (a leaving node): created under `owner`, keeping its lease expiry;
+        then `write` and `seal` it with this client's key. Resumable like a create."""
+        body = json.dumps({"size": size, "lease_expires": int(lease_expires)}).encode()
+        path = share_path(si, shnum, f"/handoff/{owner_to_str(owner)}")
+        obj = (await self._request("POST", path, body, signed=True)).json()
+        return _create_result(obj)
 
     async def read(
         self, si: bytes, shnum: int, offset: int = 0, length: int | None = None
@@ -286,6 +298,23 @@ class NodeClient:
             "PUT", path, data, signed=True, content_type=OCTETS_TYPE, signer=signer
         )
         return bool(response.json().get("created"))
+
+    async def put_records(self, signer: DeviceKey, records: list[Record]) -> list[tuple[int, str]]:
+        """Append many records to `signer`'s log in one request (and one fsync on the node);
+        per record (status, error): 201 new, 200 already there, 409 other data, ..."""
+        path = f"/v1/records/{signer.node_id}"
+        response = await self._request(
+            "POST",
+            path,
+            encode_records(records),
+            signed=True,
+            content_type=OCTETS_TYPE,
+            signer=signer,
+        )
+        try:
+            return batch_results(response.json(), len(records))
+        except RecordWireError as error:
+            raise ProtocolError(f"node {self.node_id}: {error}") from None
 
     async def list_records(self, writer: str, after: int = 0) -> list[Record]:
         """Records of `writer` with seq > after (one page; ask again after the last one)."""
@@ -462,6 +491,19 @@ class NodeClient:
             raise _RetryableClose(_describe(error), received_any=received_any) from None
         body_out = parts[0] if len(parts) == 1 else b"".join(parts)
         return _Response(event.status_code, response_headers, body_out)
+
+
+def _create_result(obj: Any) -> CreateResult:
+    try:
+        return CreateResult(
+            created=bool(obj["created"]),
+            sealed=bool(obj["sealed"]),
+            size=int(obj["size"]),
+            already_written=[(int(a), int(b)) for a, b in obj["already_written"]],
+            lease_expires=float(obj["lease_expires"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ProtocolError("node sent an incomplete create response") from None
 
 
 def _saw_eof(conn: h11.Connection) -> bool:

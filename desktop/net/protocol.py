@@ -7,6 +7,8 @@ docs/protocol.md for the wire format.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import struct
@@ -51,6 +53,7 @@ class Route:
 # action: (method, pattern)
 _NUM = r"(0|[1-9][0-9]{0,11})"
 _SI = r"([a-z2-7]{26})"
+_OWNER = r"([a-z2-7]{52})"
 _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("info", "GET", re.compile(r"/v1/info")),
     ("list", "GET", re.compile(rf"/v1/shares/{_SI}")),
@@ -65,6 +68,9 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("put", "PUT", re.compile(rf"/v1/shares/{_SI}/{_NUM}/sealed/{_NUM}")),
     # An audit answer (desktop.core.audit): the last number is the challenge (in Route.offset).
     ("proof", "GET", re.compile(rf"/v1/shares/{_SI}/{_NUM}/proof/{_NUM}")),
+    # A leaving node hands a share over: created under the ORIGINAL owner's key (the last part,
+    # base32 of the 32-byte Ed25519 key, in Route.name); the signer may write and seal it.
+    ("handoff", "POST", re.compile(rf"/v1/shares/{_SI}/{_NUM}/handoff/{_OWNER}")),
 ]
 _WRITER = r"([a-z2-7]{32})"
 _SEQ = r"([1-9][0-9]{0,18})"
@@ -72,6 +78,8 @@ _NAMED_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("records_list", "GET", re.compile(rf"/v1/records/{_WRITER}/after/(0|{_SEQ[1:-1]})")),
     ("records_put", "PUT", re.compile(rf"/v1/records/{_WRITER}/{_SEQ}")),
     ("records_prune", "DELETE", re.compile(rf"/v1/records/{_WRITER}/upto/{_SEQ}")),
+    # Many records of one writer in one request (desktop.net.records_wire form).
+    ("records_batch", "POST", re.compile(rf"/v1/records/{_WRITER}")),
     ("ext", "POST", re.compile(r"/v1/ext/([a-z][a-z0-9-]{0,31})")),
     # Many whole small shares in one request (see encode_batch); the number is the lease.
     ("batch_put", "PUT", re.compile(rf"/v1/batch/(sealed)/{_NUM}")),
@@ -84,8 +92,10 @@ SIGNED_ACTIONS = frozenset(
         "lease",
         "delete",
         "put",
+        "handoff",
         "batch_put",
         "records_put",
+        "records_batch",
         "records_prune",
     }
 )
@@ -129,6 +139,8 @@ def _share_route(action: str, groups: tuple[str, ...]) -> Route:
     shnum = int(groups[1]) if len(groups) > 1 else -1
     if len(groups) > 1 and shnum > MAX_SHNUM:
         raise RequestError(400, f"share number must be 0..{MAX_SHNUM}")
+    if action == "handoff":
+        return Route(action, si, shnum, name=groups[2])
     offset = int(groups[2]) if len(groups) > 2 else -1
     return Route(action, si, shnum, offset)
 
@@ -237,6 +249,31 @@ def parse_create(body: bytes) -> tuple[int, int]:
     size = json_int(obj, "size", 0, MAX_SHARE_SIZE)
     lease = json_int(obj, "lease_seconds", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
     return size, lease
+
+
+def parse_handoff(body: bytes) -> tuple[int, int]:
+    """A handoff's (size, lease expiry as unix time): the share keeps its remaining lease."""
+    obj = parse_json_object(body)
+    size = json_int(obj, "size", 0, MAX_SHARE_SIZE)
+    expires = json_int(obj, "lease_expires", 1, 10**12 - 1)
+    return size, expires
+
+
+def owner_to_str(public_key: bytes) -> str:
+    """A share owner's Ed25519 public key as the handoff path names it (52 base32 chars)."""
+    if len(public_key) != 32:
+        raise ValueError("an owner key has 32 bytes")
+    return base64.b32encode(public_key).rstrip(b"=").decode("ascii").lower()
+
+
+def owner_from_str(text: str) -> bytes:
+    try:
+        raw = base64.b32decode(text.upper() + "====")
+    except (ValueError, binascii.Error):
+        raise RequestError(400, "bad owner key") from None
+    if len(raw) != 32 or owner_to_str(raw) != text:
+        raise RequestError(400, "bad owner key")
+    return raw
 
 
 def parse_lease(body: bytes) -> int:
