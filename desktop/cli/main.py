@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -46,8 +47,6 @@ COMMANDS: dict[str, str] = {
     "check": "health",
     "repair": "health",
     "sync": "sync_cmd",
-    "check": "health",
-    "repair": "health",
 }
 
 
@@ -95,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("permacloud: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`, `| grep -q`) left: not an error worth a line. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as error:
         print(
             f"permacloud: error: {error.strerror or error}"
