@@ -400,6 +400,38 @@ def test_open_mount_from_the_menu_mounts_through_the_real_daemon(
             alice.call("unmount")
 
 
+def test_open_sync_folder_opens_the_daemons_sync_folder(
+    desktop: Desktop, alice: Device, tmp_path: Path
+) -> None:
+    """The daemon and its sync folder are real; `xdg-open` is replaced by a script that records
+    its argument, because a file manager is not part of this headless session."""
+    folder = tmp_path / "PermaCloudSync"
+    folder.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opened = tmp_path / "opened.txt"
+    fake = bin_dir / "xdg-open"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {opened}\n')
+    fake.chmod(0o755)
+    alice.start()
+    alice.cli("sync", "add", str(folder))
+    alice.wait_until(
+        lambda: alice.call("status")["sync"].get("folder") == str(folder), what="the sync folder"
+    )
+    desktop.start(
+        [sys.executable, "-m", "desktop", "tray", "--notify-interval", "3"],
+        cwd=REPO,
+        env={**desktop.env, "PATH": f"{bin_dir}:{desktop.env.get('PATH', os.defpath)}"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    desktop.wait_for_icon(IconState.IN_SYNC, "16-with-sync-folder", timeout=20)
+    # "Open sync folder" is now the first sensitive item of the menu.
+    desktop.click_menu_item(1, "17-menu-open-sync-folder-highlighted")
+    wait_until(opened.exists, 10, "the tray to open the sync folder")
+    assert opened.read_text().splitlines() == [str(folder)]
+
+
 def test_start_permacloud_from_the_menu_starts_the_real_daemon(
     desktop: Desktop, alice: Device
 ) -> None:
