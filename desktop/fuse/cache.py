@@ -340,6 +340,11 @@ class Cache:
             self._save_clean(entry)
         return entry
 
+    def holds(self, entry: CleanEntry, chunks: range) -> bool:
+        """`entry` is still cached (not evicted) and has all of `chunks`."""
+        present = entry.present
+        return self._clean.get(entry.key) is entry and all(c in present for c in chunks)
+
     def missing(self, entry: CleanEntry, chunks: range) -> list[int]:
         return [c for c in chunks if c not in entry.present]
 

@@ -25,7 +25,7 @@ import trio
 from desktop.core.namespace import FileInfo, MkdirOp, PutOp, SymlinkOp
 from desktop.core.namespace.paths import join, parent
 from desktop.fuse.backend import Backend, NsNode
-from desktop.fuse.cache import CHUNK, Cache, DirtyFile, chunk_count, chunks_for
+from desktop.fuse.cache import CHUNK, Cache, CleanEntry, DirtyFile, chunk_count, chunks_for
 from desktop.fuse.errnos import check_name, errno_for
 from desktop.fuse.fetch import Fetcher
 from desktop.fuse.inodes import InodeTable
@@ -95,6 +95,8 @@ class Handle:
     cap: str | None = None
     size: int = 0
     next_offset: int = -1
+    clean: CleanEntry | None = None
+    readahead_from: int = -1
 
 
 class PermaFS(pyfuse3.Operations):
@@ -550,13 +552,17 @@ class PermaFS(pyfuse3.Operations):
         chunks = chunks_for(off, size, handle.size)
         if not chunks:
             return b""
-        if handle.fd is None:
-            await self.fetcher.ensure(handle.cap, handle.size, chunks)
-            handle.fd = os.open(self.cache.clean_path(handle.cap), os.O_RDONLY)
+        clean = handle.clean
+        if clean is None or not self.cache.holds(clean, chunks):  # fast path: all cached
+            handle.clean = await self.fetcher.ensure(handle.cap, handle.size, chunks)
         else:
-            await self.fetcher.ensure(handle.cap, handle.size, chunks)
-        if off == handle.next_offset or off == 0:
-            self.fetcher.readahead(handle.cap, handle.size, chunks.stop - 1)
+            self.cache.touch(clean)
+        if handle.fd is None:
+            handle.fd = os.open(self.cache.clean_path(handle.cap), os.O_RDONLY)
+        last = chunks.stop - 1
+        if last != handle.readahead_from and (off == handle.next_offset or off == 0):
+            handle.readahead_from = last  # once per chunk, not per 128 KiB request
+            self.fetcher.readahead(handle.cap, handle.size, last)
         handle.next_offset = off + size
         return os.pread(handle.fd, size, off)
 

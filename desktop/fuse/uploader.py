@@ -23,10 +23,12 @@ from desktop.fuse.backend import Backend
 from desktop.fuse.cache import Cache, DirtyFile
 from desktop.fuse.nscache import NamespaceCache
 from desktop.fuse.planner import UploadPlanner
+from desktop.net.errors import NodeError
 
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 4 << 20
+DELETE_TIMEOUT = 10.0
 SMALL_FILE = 1 << 20  # up to this size uploads run many at once (their shares go in batches)
 MAX_PUTS = 256  # namespace entries appended in one database call
 
@@ -85,6 +87,8 @@ class Uploader:
         self._puts: list[_Put] = []
         self._committing = False
         self._committed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.discarded = 0  # uploads whose content was superseded before it was recorded
         self.failures: dict[int, int] = {}
         self.last_error: dict[int, str] = {}
         self.uploaded_placements: dict[str, int] = {}
@@ -151,6 +155,7 @@ class Uploader:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             while True:
                 for file_id in self.planner.due(trio.current_time()):
                     nursery.start_soon(self._upload, file_id)
@@ -190,12 +195,16 @@ class Uploader:
         if entry.stored_cap is None:
             source = self.cache.dirty_path(entry)
             digest = await trio.to_thread.run_sync(content_hash, str(source))
+            options = self.backend.upload_options()
             with single_error():
-                result = await upload_file(self.backend.pool, source, self.backend.upload_options())
-            if self.cache.dirty(file_id) is not entry:
-                return True, False  # unlinked or replaced meanwhile: nothing to record
-            if entry.gen != gen:
-                return True, True
+                result = await upload_file(self.backend.pool, source, options)
+            if self.cache.dirty(file_id) is not entry or entry.gen != gen:
+                # Unlinked, replaced or changed meanwhile: this content is nobody's. It is not
+                # recorded (so never renewed: its leases run out), and deleted now unless
+                # convergent encryption could have made another file share its storage index.
+                if options.convergence_secret is None:
+                    self._discard(result.cap.storage_index, result.placements)
+                return True, self.cache.dirty(file_id) is entry
             cap = result.cap.to_string()
             info = FileInfo(cap, result.size, entry.mtime_ns, digest, entry.mode & 0o7777)
             await self._record(entry.path, info, result.placements)
@@ -207,6 +216,20 @@ class Uploader:
             self.last_error.pop(file_id, None)
         self.maybe_promote(entry)
         return True, False
+
+    def _discard(self, si: bytes, placements: dict[int, str]) -> None:
+        if self._nursery is None:
+            return
+        self.discarded += 1
+        for shnum, node in placements.items():
+            self._nursery.start_soon(self._delete_share, si, shnum, node)
+
+    async def _delete_share(self, si: bytes, shnum: int, node: str) -> None:
+        with trio.move_on_after(DELETE_TIMEOUT):
+            try:
+                await self.backend.pool.client(node).delete(si, shnum)
+            except NodeError as error:
+                logger.info("could not delete discarded share %d on %s: %s", shnum, node, error)
 
     async def _record(self, path: str, info: FileInfo, placements: dict[int, str]) -> None:
         """Append the file to the namespace, in one database call with every other upload that
