@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -287,26 +287,32 @@ async def repair_file(
     health: FileHealth | None = None,
     exclude: Iterable[str] = (),
     force: bool = False,
+    asleep: Mapping[int, str] | None = None,
 ) -> RepairResult:
     """Bring the file back to `policy.n` distinct nodes (only if below the threshold, unless
-    `force`). Safe to rerun after a crash and alongside another device doing the same."""
+    `force`). Safe to rerun after a crash and alongside another device doing the same.
+
+    `asleep`: share number -> node for shares on nodes offline now but seen within the grace
+    period; they count as healthy, and their numbers are regenerated last."""
     vcap = _verify_cap(cap)
     si = vcap.storage_index
     if health is None:
         health = await survey(pool, si)
+    sleeping = {s: n for s, n in (asleep or {}).items() if s not in health.held}
+    sleepers = set(sleeping.values()) - set(health.held.values())
     before = health.healthy
     if policy.is_lost(before):
         raise RepairFailed(f"only {before} of the {policy.k} shares needed are left: file lost")
-    if not force and not policy.needs_repair(before):
+    if not force and not policy.needs_repair(before + len(sleepers)):
         return RepairResult(before, before, {})
-    wanted = policy.shares_to_add(health.held)
+    wanted = policy.shares_to_add(health.held, unseen=sleeping)
     if not wanted:
         return RepairResult(before, before, {})
     targets = choose_repair_targets(
         si,
         repair_candidates(pool),
         wanted,
-        holders=set(health.held.values()),
+        holders=set(health.held.values()) | sleepers,
         exclude={*exclude, *health.suspects()},
     )
     if not targets:

@@ -86,22 +86,26 @@ class RepairPolicy:
             return "needs-repair"
         return "healthy" if healthy >= self.n else "degraded"
 
-    def shares_to_add(self, held: Mapping[int, str]) -> list[int]:
+    def shares_to_add(self, held: Mapping[int, str], unseen: Iterable[int] = ()) -> list[int]:
         """Share numbers to regenerate so `n` distinct nodes hold a share again.
 
-        `held` maps each healthy share number to one node holding it. Numbers nobody holds are
-        chosen first (lowest first, so two devices repairing at once pick the same ones); then
-        numbers that share a node with another share (moving one there makes it count).
+        `held` maps each healthy share number to one node holding it (online now). `unseen`:
+        share numbers held by nodes that are not online but were seen within the grace period
+        (a laptop asleep); they count towards `n`, so fewer shares are added. Numbers nobody
+        holds are chosen first (lowest first, so two devices repairing at once pick the same
+        ones); then the sleepers' numbers (a second copy of one: the sleeper may not return);
+        then numbers that share a node with another share (moving one there makes it count).
         """
-        missing = self.n - healthy_count(held)
+        asleep = sorted(set(unseen) - set(held))
+        missing = self.n - healthy_count(held) - len(asleep)
         if missing <= 0:
             return []
-        free = [shnum for shnum in range(self.total) if shnum not in held]
+        free = [s for s in range(self.total) if s not in held and s not in asleep]
         first_on_node: dict[str, int] = {}
         for shnum in sorted(held):
             first_on_node.setdefault(held[shnum], shnum)
         doubled = sorted(s for s, node in held.items() if first_on_node[node] != s)
-        return (free + doubled)[:missing]
+        return (free + asleep + doubled)[:missing]
 
 
 def healthy_count(held: Mapping[int, str]) -> int:

@@ -1,5 +1,7 @@
-"""The daemon's auditor: every PERMACLOUD_AUDIT_INTERVAL seconds, challenge each node that holds
-shares this device placed, and feed the outcome into the node's reputation.
+"""The daemon's auditor: every PERMACLOUD_AUDIT_INTERVAL seconds (default an hour), challenge a
+few of the nodes that hold shares this device placed (PERMACLOUD_AUDIT_NODES, default 2, drawn
+at random, weighted to unvetted and recently failing nodes), and feed the outcome into the
+node's reputation. The IPC `audit` challenges every node at once.
 
 One audit of a node = `BLOCKS_PER_CHALLENGE` random (share, block) proofs (desktop/core/audit.py)
 drawn from the OS's random source; any wrong or missing answer fails the audit. A node that
@@ -21,7 +23,7 @@ import trio
 from desktop.core.audit import BLOCKS_PER_CHALLENGE, AuditFailed, choose_items, verify_answer
 from desktop.core.caps import ReadCap, VerifyCap, parse_cap
 from desktop.core.errors import CapError, PermaCloudError
-from desktop.daemon.reputation_store import flush, load, record_observation, table
+from desktop.daemon.reputation_store import book, flush, load, record_observation, table
 from desktop.net.errors import NodeError, NodeRefused, NodeUnavailable, RateLimited
 
 if TYPE_CHECKING:
@@ -30,7 +32,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AUDIT_INTERVAL = float(os.environ.get("PERMACLOUD_AUDIT_INTERVAL", "600"))
+# Budget: one round an hour auditing a few nodes drawn at random (weighted to unvetted and
+# recently failing ones). One node's audit is BLOCKS_PER_CHALLENGE proofs, each about a block
+# (segment / k: ~0.7 MB for 2 MiB segments in 3-of-10), so ~2.7 MB; 2 nodes an hour is
+# ~130 MB a day downloaded by the auditing device, and a node among N holders uploads
+# ~2.7 MB x 48 / N a day (13 MB for N = 10), instead of ~390 MB a day for every node when all
+# of them were audited every 10 minutes. PERMACLOUD_AUDIT_NODES=0 audits every node per round.
+AUDIT_INTERVAL = float(os.environ.get("PERMACLOUD_AUDIT_INTERVAL", "3600"))
+AUDIT_NODES = int(os.environ.get("PERMACLOUD_AUDIT_NODES", "2"))
+WEIGHT_UNVETTED = 3.0
+WEIGHT_FAILING = 4.0
 AUDIT_TIMEOUT = 30.0
 PARALLEL_NODES = 4
 
@@ -91,10 +102,42 @@ async def audit_node(
     return {"node": node_id, "ok": ok, "blocks": checked, "failure": failure}
 
 
-async def audit_round(daemon: Daemon, rng: random.Random = _RANDOM) -> list[dict[str, Any]]:
-    """Audit every node holding this device's shares, a few at a time."""
+def choose_audited(
+    nodes: list[str], weights: dict[str, float], budget: int, rng: random.Random
+) -> list[str]:
+    """`budget` distinct nodes drawn with probability proportional to their weight (absent: 1);
+    all of them when `budget` is 0 or covers them."""
+    if budget <= 0 or budget >= len(nodes):
+        return list(nodes)
+    left = list(nodes)
+    chosen: list[str] = []
+    while left and len(chosen) < budget:
+        pick = rng.choices(left, weights=[weights.get(n, 1.0) for n in left])[0]
+        chosen.append(pick)
+        left.remove(pick)
+    return chosen
+
+
+def audit_weights(daemon: Daemon) -> dict[str, float]:
+    """Unvetted nodes and nodes whose last audit failed are audited more often."""
+    ledger = book(daemon)
+    weights: dict[str, float] = {}
+    for node_id, entry in ledger.nodes.items():
+        weight = 1.0
+        if not entry.reputation.vetted(ledger.params):
+            weight = WEIGHT_UNVETTED
+        if entry.last_failure and entry.reputation.audits_failed:
+            weight = max(weight, WEIGHT_FAILING)
+        weights[node_id] = weight
+    return weights
+
+
+async def audit_round(
+    daemon: Daemon, rng: random.Random = _RANDOM, *, budget: int = 0
+) -> list[dict[str, Any]]:
+    """Audit the nodes holding this device's shares (`budget` of them, 0: all), a few at a time."""
     store = await table(daemon)
-    nodes = await daemon.db(store.audited_nodes)
+    nodes = choose_audited(await daemon.db(store.audited_nodes), audit_weights(daemon), budget, rng)
     results: list[dict[str, Any]] = []
     limiter = trio.CapacityLimiter(PARALLEL_NODES)
 
@@ -121,7 +164,7 @@ async def run_auditor(
     while True:
         await trio.sleep(AUDIT_INTERVAL * _RANDOM.uniform(0.8, 1.2))
         try:
-            await audit_round(daemon)
+            await audit_round(daemon, budget=AUDIT_NODES)
         except PermaCloudError as error:
             logger.warning("audit round: %s", error)
         except Exception:

@@ -10,6 +10,7 @@ while donating is off. `health.check` / `health.repair` run the same steps on de
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -35,13 +36,16 @@ from desktop.daemon.health import (
     DurabilitySettings,
     HealthRow,
     HealthStore,
+    placements_of,
     referenced_caps,
     retention_policy,
 )
 from desktop.daemon.ipc_protocol import IpcProtocolError
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
-from desktop.daemon.reputation_store import discount_bad_nodes
+from desktop.daemon.replication import fetch_records
+from desktop.daemon.reputation_store import bad_nodes, discount_bad_nodes
 from desktop.net.errors import NodeError
+from desktop.net.identity import node_id_from_public_key
 
 if TYPE_CHECKING:
     from desktop.daemon.service import Daemon
@@ -91,13 +95,35 @@ class Checker:
             threshold = max(min(threshold, n), min(k + 1, n))
         return RepairPolicy.for_cap(k, n, threshold, total=total)
 
+    async def asleep(self, cap: str, health: FileHealth, bad: set[str]) -> dict[int, str]:
+        """Shares (from the index's placements) on nodes offline now but seen within the grace
+        period: a sleeping laptop's shares still count, so its naps cause no repair storms.
+        "Seen" is this daemon's memory (the pool's last answer), so after a restart an
+        offline node counts as lost until it answers again: the cautious side."""
+        grace = self.settings.repair_grace
+        if grace <= 0:
+            return {}
+        placements = await self.daemon.db(placements_of, self.daemon.index, cap)
+        now = time.monotonic()
+        found: dict[int, str] = {}
+        for shnum, node_id in sorted(placements):
+            stats = self.daemon.pool.stats.get(node_id)
+            if stats is None or node_id in health.holdings or node_id in bad:
+                continue
+            if stats.online and node_id not in health.unreachable:
+                continue  # online and answered without this share: it is gone
+            if stats.last_seen and now - stats.last_seen <= grace:
+                found.setdefault(shnum, node_id)
+        return found
+
     async def check_file(
         self, cap: str, path: str, *, verify: bool, repair: bool, force: bool = False
     ) -> CheckOutcome:
         pool = self.daemon.pool
         read_cap = parse_read_cap(cap)
         health = await survey(pool, read_cap.storage_index)
-        discount_bad_nodes(self.daemon, health)  # disqualified by audits: shares count as lost
+        discount_bad_nodes(self.daemon, health)  # disqualified: their shares count as lost
+        bad = bad_nodes(self.daemon)
         renewed = await renew_leases(pool, health, self.settings.lease_seconds)
         params = await self._params(health)
         now = time.time()
@@ -114,8 +140,14 @@ class Checker:
         added = 0
         repaired: float | None = None
         error: str | None = None
-        healthy = health.healthy
-        if repair and (force or policy.needs_repair(healthy)) and not policy.is_lost(healthy):
+        asleep = await self.asleep(cap, health, bad)
+        sleepers = set(asleep.values()) - set(health.held.values())
+        healthy = health.healthy + len(sleepers)
+        if (
+            repair
+            and (force or policy.needs_repair(healthy))
+            and not policy.is_lost(health.healthy)
+        ):
             try:
                 result = await repair_file(
                     pool,
@@ -124,8 +156,12 @@ class Checker:
                     lease_seconds=self.settings.lease_seconds,
                     health=health,
                     force=force,
+                    asleep=asleep,
                 )
-                added, healthy, repaired = len(result.added), result.after, time.time()
+                if result.added:
+                    await self.daemon.db(self.daemon.index.add_placements, cap, result.added)
+                added, repaired = len(result.added), time.time()
+                healthy = result.after + len(sleepers)
                 if result.added:
                     self.daemon.activity.add("repair", f"repaired {path}: {result.after} nodes")
             except (RepairFailed, PermaCloudError) as failure:
@@ -148,6 +184,8 @@ class Checker:
     ) -> list[CheckOutcome]:
         async with self._lock:
             caps = await self.daemon.db(referenced_caps, self.daemon.namespace, retention_policy())
+            if only is None:
+                caps.update(await snapshot_caps(self.daemon))
             if only is None:
                 await self.daemon.db(self.store.forget_except, set(caps))
             else:
@@ -190,6 +228,35 @@ class Checker:
             "last_round": self.last_round,
             "interval": self.settings.check_interval,
         }
+
+
+async def snapshot_caps(daemon: Daemon) -> dict[str, str]:
+    """cap -> a label, for the newest namespace snapshot of every device of the account.
+
+    Snapshots are erasure-coded files like any other, but their caps live only in the pointer
+    records of each device's log (not in the namespace), so `referenced_caps` cannot see them;
+    a device bootstrapping from the network needs the newest one after the entries it covers
+    were pruned, so its leases must be renewed too. Older snapshots are superseded and expire.
+    """
+    from desktop.daemon.service import SNAPSHOT_RECORD_BASE  # the service imports this module
+
+    found: dict[str, str] = {}
+    for cert in await daemon.db(daemon.namespace.devices):
+        writer = node_id_from_public_key(cert.device_public_key)
+        try:
+            records = await fetch_records(daemon.pool, daemon.keys, writer, SNAPSHOT_RECORD_BASE)
+        except PermaCloudError as error:
+            logger.info("snapshot pointers of %s: %s", cert.device_id[:8], error)
+            continue
+        for _, data in reversed(records):
+            try:
+                cap = str(json.loads(data)["snapshot"])
+                parse_read_cap(cap)
+            except (PermaCloudError, KeyError, TypeError, ValueError):
+                continue
+            found[cap] = f"/.snapshots/{cert.device_id[:16]}"
+            break
+    return found
 
 
 _CHECKERS: weakref.WeakKeyDictionary[Daemon, Checker] = weakref.WeakKeyDictionary()

@@ -53,6 +53,9 @@ class DurabilitySettings:
     repair_threshold: int | None  # None: RepairPolicy's default (PERMACLOUD_REPAIR_THRESHOLD)
     verify_per_round: int  # shares fully verified per file per round (PERMACLOUD_VERIFY_SHARES)
     verify_every: int  # verify in one round out of this many (PERMACLOUD_VERIFY_EVERY)
+    # A node not online now but seen within this many seconds still counts for its shares
+    # (laptops sleep; repairing at once causes repair storms): PERMACLOUD_REPAIR_GRACE.
+    repair_grace: float = 72 * 3600.0
 
     @classmethod
     def from_env(cls) -> DurabilitySettings:
@@ -62,6 +65,7 @@ class DurabilitySettings:
             repair_threshold=_env_int("PERMACLOUD_REPAIR_THRESHOLD", None),
             verify_per_round=_env_int("PERMACLOUD_VERIFY_SHARES", 1) or 0,
             verify_every=max(1, _env_int("PERMACLOUD_VERIFY_EVERY", 24) or 1),
+            repair_grace=_env_float("PERMACLOUD_REPAIR_GRACE", 72 * 3600.0),
         )
 
 
@@ -116,6 +120,13 @@ def _retained(versions: list[Version], policy: RetentionPolicy, now_ms: int) -> 
         or (policy.keep_days is not None and now_ms - v.timestamp_ms < policy.keep_days * DAY_MS)
     ]
     return [*kept, last]
+
+
+def placements_of(index: Index, cap: str) -> list[tuple[int, str]]:
+    """(share number, node) the index knows for a file: uploads and repairs record them."""
+    with index.transaction() as db:
+        rows = db.execute("SELECT shnum, node FROM placements WHERE cap = ?", (cap,)).fetchall()
+    return [(int(shnum), str(node)) for shnum, node in rows]
 
 
 HEALTH_SCHEMA = (

@@ -343,12 +343,15 @@ class Simulation:
             policy = self.policies[file.setting]
             stats = self.stats[file.setting]
             held: dict[int, str] = {}
+            online: dict[int, str] = {}  # held by a node online now (the rest are asleep)
             holders: set[str] = set()
             for shnum, index in file.placed:
                 node_id = devices[index].node_id
                 holders.add(node_id)
                 if self._healthy(index):
                     held.setdefault(shnum, node_id)
+                    if devices[index].online:
+                        online.setdefault(shnum, node_id)
             healthy = healthy_count(held)
             stats.checks += 1
             stats.holders_alive += len(holders)
@@ -358,7 +361,7 @@ class Simulation:
             if len(held) < policy.k:
                 stats.deferred += 1
                 continue
-            wanted = policy.shares_to_add(held)
+            wanted = policy.shares_to_add(online, unseen=set(held) - set(online))
             if candidates is None:
                 candidates = self.network.candidates(account)
             targets = choose_repair_targets(file.storage_index, candidates, wanted, holders=holders)

@@ -57,6 +57,7 @@ def test_lying_nodes_fail_audits_and_get_no_new_shares(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PERMACLOUD_AUDIT_INTERVAL", "0.3")
+    monkeypatch.setenv("PERMACLOUD_AUDIT_NODES", "0")  # every node every round
     monkeypatch.setenv("PERMACLOUD_REPAIR_THRESHOLD", "10")  # repair any file below 10 nodes
     nodes = node_factory.start_many(11)
     alice = devices.init("alice", write_nodes_toml(tmp_path / "nodes.toml", nodes)).start()

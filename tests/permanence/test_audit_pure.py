@@ -211,3 +211,18 @@ def test_proof_route() -> None:
     assert refused.value.status == 405
     with pytest.raises(RequestError):
         parse_target("GET", share_path(si, 3, "/proof/1000000000000").encode())
+
+
+def test_audit_budget_draws_few_nodes_weighted_to_suspects() -> None:
+    from desktop.daemon.auditor import choose_audited
+
+    nodes = [f"node-{i}" for i in range(10)]
+    rng = random.Random(5)
+    assert choose_audited(nodes, {}, 0, rng) == nodes  # 0: every node
+    counts = {n: 0 for n in nodes}
+    for _ in range(2000):
+        picked = choose_audited(nodes, {"node-3": 4.0}, 2, rng)
+        assert len(set(picked)) == 2
+        for node in picked:
+            counts[node] += 1
+    assert counts["node-3"] > 2 * max(c for n, c in counts.items() if n != "node-3")

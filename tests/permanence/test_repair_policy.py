@@ -79,3 +79,15 @@ def test_targets_spread_groups_and_stop_when_nodes_run_out() -> None:
     assert {groups[node] for node in targets.values()} == {"house0", "house1"}
     few = choose_repair_targets(SI, candidates, range(10), holders=["n0", "n1"])
     assert len(few) == 2 and set(few.values()) == {"n2", "n3"}
+
+
+def test_sleeping_nodes_count_and_their_numbers_come_last() -> None:
+    policy = RepairPolicy.for_cap(3, 10, total=12)
+    online = {0: "a", 1: "b", 2: "c", 3: "d"}
+    asleep = {4, 5}  # two laptops asleep within the grace period
+    wanted = policy.shares_to_add(online, unseen=asleep)
+    assert len(wanted) == 4  # 10 - 4 online - 2 asleep
+    assert not set(wanted) & asleep and wanted == [6, 7, 8, 9]
+    # Free numbers run out: a sleeper's number is regenerated before a node's second share.
+    tight = RepairPolicy.for_cap(2, 5, threshold=5)
+    assert tight.shares_to_add({0: "a", 1: "a"}, unseen={2}) == [3, 4, 2]

@@ -19,6 +19,7 @@ from permanence_kit import shares_on_disk, storage_index
 @pytest.fixture
 def devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DeviceFactory]:
     monkeypatch.setenv("PERMACLOUD_CHECK_INTERVAL", "3600")  # only the explicit repairs run
+    monkeypatch.setenv("PERMACLOUD_REPAIR_GRACE", "0")  # killed nodes count as lost at once
     factory = DeviceFactory(tmp_path / "devices")
     yield factory
     factory.stop_all()
