@@ -5,6 +5,10 @@ to the namespace at once. File content is written to a dirty cache file at local
 uploaded after close (see uploader.py); until then the dirty file shadows the namespace entry at
 its path. Opening a stored file for writing copies it into a dirty file first (copy-on-write).
 Every handler turns failures into FUSEError with the errno from errnos.py.
+
+Names are answered from an in-memory copy of the folders looked at (nscache.py), misses
+included (and returned to the kernel as cacheable negative entries), so a create never waits
+for the daemon's database thread.
 """
 
 from __future__ import annotations
