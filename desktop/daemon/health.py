@@ -24,6 +24,7 @@ import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from desktop.core.namespace import FileInfo, RetentionPolicy
+from desktop.core.namespace.snapshot import kept_positions
 from desktop.core.namespace.view import Version
 from desktop.daemon.index import Index
 from desktop.daemon.namespace import Namespace
@@ -31,7 +32,6 @@ from desktop.net.identity import DeviceKey
 
 _STORAGE_OWNER = "permacloud 2026 account storage owner key v1"
 DAY = 86400
-DAY_MS = DAY * 1000
 
 
 def _env_int(name: str, default: int | None) -> int | None:
@@ -109,17 +109,13 @@ def referenced_caps(
 
 
 def _retained(versions: list[Version], policy: RetentionPolicy, now_ms: int) -> list[Version]:
-    """The rule of `core.namespace.snapshot.retain`, applied to one device's versions."""
-    if not versions or policy.keeps_all():
-        return versions
-    *older, last = versions
-    kept = [
-        v
-        for i, v in enumerate(older)
-        if (policy.keep_last is not None and len(older) - i <= policy.keep_last)
-        or (policy.keep_days is not None and now_ms - v.timestamp_ms < policy.keep_days * DAY_MS)
-    ]
-    return [*kept, last]
+    """The snapshot's retention rule (`kept_positions`), applied to one device's versions."""
+    if not versions:
+        return []
+    positions = kept_positions(
+        [v.timestamp_ms for v in versions], versions[-1].node is None, policy, now_ms
+    )
+    return [versions[i] for i in positions]
 
 
 def placements_of(index: Index, cap: str) -> list[tuple[int, str]]:

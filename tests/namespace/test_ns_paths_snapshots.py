@@ -84,6 +84,20 @@ def test_retention_keeps_last_n_and_recent_and_always_the_current() -> None:
     assert retain([], RetentionPolicy(keep_last=3), now) == []
 
 
+def test_retention_of_a_deleted_path_is_by_age_only() -> None:
+    """A deleted file's content must become collectable: the count rule keeps nothing once
+    the last operation removed the path; the age rule still makes it restorable for a while."""
+    now = BASE_MS + 100 * DAY_MS
+    ops = [op_at(i, BASE_MS + i * 10 * DAY_MS) for i in range(1, 10)]
+    delete = PathOp(
+        "dev", 10, 0, BASE_MS + 95 * DAY_MS, VersionVector.from_mapping({"dev": 10}), "/p", None
+    )
+    kept = retain([*ops, delete], RetentionPolicy(keep_last=100), now)
+    assert [o.seq for o in kept] == [10]
+    kept = retain([*ops, delete], RetentionPolicy(keep_last=100, keep_days=25), now)
+    assert [o.seq for o in kept] == [8, 9, 10]
+
+
 def snapshot_account() -> tuple[Account, bytes]:
     account = Account("snap")
     laptop = account.add_device("laptop")

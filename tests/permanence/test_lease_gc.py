@@ -21,7 +21,9 @@ LEASE = 6
 def devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DeviceFactory]:
     monkeypatch.setenv("PERMACLOUD_CHECK_INTERVAL", "1")
     monkeypatch.setenv("PERMACLOUD_LEASE_SECONDS", str(LEASE))
-    monkeypatch.setenv("PERMACLOUD_KEEP_VERSIONS", "0")
+    # The default version count (100) stays: it must not keep a deleted file's content alive.
+    # Only the age rule is cut to 0 days, so the deleted file is not in its restore window.
+    monkeypatch.delenv("PERMACLOUD_KEEP_VERSIONS", raising=False)
     monkeypatch.setenv("PERMACLOUD_KEEP_DAYS", "0")
     factory = DeviceFactory(tmp_path / "devices")
     yield factory

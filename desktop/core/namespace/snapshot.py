@@ -9,7 +9,7 @@ the same path and could never be in a frontier. The snapshot also carries D's ch
 entries S+1... chain onto it.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,24 +40,41 @@ class RetentionPolicy:
         return self.keep_last is None and self.keep_days is None
 
 
-def retain(ops: list[PathOp], policy: RetentionPolicy, now_ms: int) -> list[PathOp]:
-    """Pure: of one path's operations by one device (seq order), those to keep. Last always kept."""
-    if not ops:
+def kept_positions(
+    timestamps_ms: Sequence[int], removed: bool, policy: RetentionPolicy, now_ms: int
+) -> list[int]:
+    """Pure: which of one path's versions by one device (oldest first) to keep; the last always.
+
+    Once the path's last operation removed it (`removed`), only `keep_days` keeps its older
+    versions: the count rule exists so a live file's recent edits stay restorable, but applied
+    to a deleted file it would keep (and renew the leases of) that file's content forever, like
+    a trash that is never emptied."""
+    if not timestamps_ms:
         return []
-    *older, last = ops
+    last = len(timestamps_ms) - 1
     if policy.keeps_all():
-        return list(ops)
-    kept: list[PathOp] = []
-    for i, op in enumerate(older):
-        newer_count = len(older) - i  # 1 for the newest superseded one
-        by_count = policy.keep_last is not None and newer_count <= policy.keep_last
-        by_age = policy.keep_days is not None and now_ms - op.timestamp_ms < (
+        return list(range(len(timestamps_ms)))
+    kept: list[int] = []
+    for i, timestamp_ms in enumerate(timestamps_ms[:last]):
+        newer_count = last - i  # 1 for the newest superseded one
+        by_count = not removed and policy.keep_last is not None and newer_count <= policy.keep_last
+        by_age = policy.keep_days is not None and now_ms - timestamp_ms < (
             policy.keep_days * DAY_MS
         )
         if by_count or by_age:
-            kept.append(op)
+            kept.append(i)
     kept.append(last)
     return kept
+
+
+def retain(ops: list[PathOp], policy: RetentionPolicy, now_ms: int) -> list[PathOp]:
+    """Pure: of one path's operations by one device (seq order), those to keep."""
+    if not ops:
+        return []
+    positions = kept_positions(
+        [op.timestamp_ms for op in ops], ops[-1].node is None, policy, now_ms
+    )
+    return [ops[i] for i in positions]
 
 
 @dataclass(frozen=True, slots=True)
