@@ -1,13 +1,17 @@
-"""Helpers of the permanence tests: where a file's shares are on the nodes' disks."""
+"""Helpers of the permanence tests: shares made in memory, and where a file's shares are on the
+nodes' disks."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 from helpers_daemon import Device
 
-from desktop.core.caps import parse_read_cap, storage_index_to_str
+from desktop.core.caps import ReadCap, parse_read_cap, storage_index_to_str
+from desktop.core.encoder import encode_stream
+from desktop.core.params import EncodingParams
 
 
 def storage_index(device: Device, path: str) -> str:
@@ -28,3 +32,18 @@ def shares_on_disk(data_dirs: dict[str, Path], si: str) -> dict[str, list[int]]:
             if meta.exists() and json.loads(meta.read_text()).get("sealed"):
                 found.setdefault(node_id, []).append(int(share.name))
     return found
+
+
+def encode_in_memory(data: bytes, params: EncodingParams) -> tuple[ReadCap, list[bytearray]]:
+    """Every share of `data` (all n), whole, as the nodes would store them."""
+    stream = encode_stream(io.BytesIO(data).read, params, len(data))
+    shares = [bytearray(stream.layout.share_size) for _ in range(params.n)]
+    for segment in stream:
+        offset, length = stream.layout.block_range(segment.index)
+        for shnum, block in enumerate(segment.blocks):
+            shares[shnum][offset : offset + length] = block
+    finished = stream.finish()
+    for shnum in range(params.n):
+        for offset, chunk in finished.share_metadata(shnum):
+            shares[shnum][offset : offset + len(chunk)] = chunk
+    return finished.cap, shares

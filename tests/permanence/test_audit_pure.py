@@ -3,12 +3,12 @@ fraction of its blocks passes only as often as `pass_probability` says (seeded, 
 
 from __future__ import annotations
 
-import io
 import os
 import random
 from pathlib import Path
 
 import pytest
+from permanence_kit import encode_in_memory
 
 from desktop.agent.server import read_proof
 from desktop.core.audit import (
@@ -24,7 +24,6 @@ from desktop.core.audit import (
     verify_answer,
 )
 from desktop.core.caps import VerifyCap
-from desktop.core.encoder import encode_stream
 from desktop.core.hashing import HASH_SIZE
 from desktop.core.layout import ShareLayout, parse_header
 from desktop.core.params import EncodingParams
@@ -32,17 +31,8 @@ from desktop.net.protocol import RequestError, Route, parse_target, share_path
 
 
 def encode(data: bytes, params: EncodingParams) -> tuple[VerifyCap, list[bytearray]]:
-    stream = encode_stream(io.BytesIO(data).read, params, len(data))
-    shares = [bytearray(stream.layout.share_size) for _ in range(params.n)]
-    for segment in stream:
-        offset, length = stream.layout.block_range(segment.index)
-        for shnum, block in enumerate(segment.blocks):
-            shares[shnum][offset : offset + length] = block
-    finished = stream.finish()
-    for shnum in range(params.n):
-        for offset, chunk in finished.share_metadata(shnum):
-            shares[shnum][offset : offset + len(chunk)] = chunk
-    return finished.cap.verify_cap(), shares
+    cap, shares = encode_in_memory(data, params)
+    return cap.verify_cap(), shares
 
 
 def answer_from(share: bytes | bytearray, shnum: int, challenge: int) -> bytes:

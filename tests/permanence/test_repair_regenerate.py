@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
+from permanence_kit import encode_in_memory
 
 from desktop.core.decoder import ShareVerifier, load_metadata, memory_reader
-from desktop.core.encoder import encode_stream
 from desktop.core.errors import ShareCorrupt
 from desktop.core.params import EncodingParams
 from desktop.core.regenerate import ShareRegenerator
 from desktop.core.repair_policy import best_holders
 
 
-def _encode(data: bytes, params: EncodingParams) -> tuple[object, list[bytearray]]:
-    stream = encode_stream(io.BytesIO(data).read, params, len(data))
-    shares = [bytearray(stream.layout.share_size) for _ in range(params.n)]
-    for segment in stream:
-        offset, length = stream.layout.block_range(segment.index)
-        for shnum, block in enumerate(segment.blocks):
-            shares[shnum][offset : offset + length] = block
-    finished = stream.finish()
-    for shnum in range(params.n):
-        for offset, chunk in finished.share_metadata(shnum):
-            shares[shnum][offset : offset + len(chunk)] = chunk
-    return finished.cap, shares
-
-
 @pytest.mark.parametrize("sources", [[0, 1, 2], [4, 7, 11], [2, 9, 5]])
 def test_regenerated_shares_equal_the_originals(sources: list[int]) -> None:
     params = EncodingParams(3, 12, 4096)
-    cap, shares = _encode(os.urandom(5 * 4096 + 123), params)
-    verifier = ShareVerifier(cap.verify_cap())  # type: ignore[attr-defined]
+    cap, shares = encode_in_memory(os.urandom(5 * 4096 + 123), params)
+    verifier = ShareVerifier(cap.verify_cap())
     for shnum in sources:
         load_metadata(verifier, shnum, memory_reader(shares[shnum]))
     layout = verifier.layout
@@ -54,8 +39,8 @@ def test_regenerated_shares_equal_the_originals(sources: list[int]) -> None:
 
 def test_corrupt_source_block_is_refused() -> None:
     params = EncodingParams(2, 4, 1024)
-    cap, shares = _encode(os.urandom(3000), params)
-    verifier = ShareVerifier(cap.verify_cap())  # type: ignore[attr-defined]
+    cap, shares = encode_in_memory(os.urandom(3000), params)
+    verifier = ShareVerifier(cap.verify_cap())
     for shnum in (1, 2):
         load_metadata(verifier, shnum, memory_reader(shares[shnum]))
     layout = verifier.layout
