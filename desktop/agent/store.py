@@ -212,12 +212,7 @@ class ShareStore:
         with self._lock:
             existing = self._shares.get((si, shnum))
             if existing is not None:
-                if existing.owner != owner:
-                    raise StoreError(403, "this share exists and belongs to another client")
-                if existing.size != size:
-                    raise StoreError(
-                        409, f"this share exists with size {existing.size}, not {size}"
-                    )
+                _check_same_share(existing, owner, size)
                 self._extend_lease(existing, lease_seconds)
                 return False, existing
             self._check_room(size)
@@ -239,12 +234,7 @@ class ShareStore:
         with self._lock:
             existing = self._shares.get((si, shnum))
             if existing is not None:
-                if existing.owner != owner:
-                    raise StoreError(403, "this share exists and belongs to another client")
-                if existing.size != size:
-                    raise StoreError(
-                        409, f"this share exists with size {existing.size}, not {size}"
-                    )
+                _check_same_share(existing, owner, size)
                 if not existing.sealed and existing.writer != writer:
                     raise StoreError(409, "this share is being written by another client")
                 self._raise_lease(existing, lease_expires)
@@ -569,3 +559,11 @@ class Writer:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _check_same_share(existing: ShareState, owner: bytes, size: int) -> None:
+    """A create that names an existing share must be its owner's, with the same size."""
+    if existing.owner != owner:
+        raise StoreError(403, "this share exists and belongs to another client")
+    if existing.size != size:
+        raise StoreError(409, f"this share exists with size {existing.size}, not {size}")
