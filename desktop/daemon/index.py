@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (kind, key, seq)
 );
+CREATE INDEX IF NOT EXISTS outbox_by_seq ON outbox (kind, seq);
 CREATE TABLE IF NOT EXISTS view (
     path TEXT PRIMARY KEY, parent TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     cap TEXT, size INTEGER NOT NULL DEFAULT 0, mtime_ns INTEGER NOT NULL DEFAULT 0,
@@ -125,14 +126,21 @@ class Index:
         removed: Iterable[str] = (),
         *,
         publish: bool,
+        placements: Iterable[tuple[str, dict[int, str]]] = (),
     ) -> None:
-        """Store entries and the view rows they changed in one transaction."""
+        """Store entries, the view rows they changed and the placements of the files they
+        name in one transaction (one fsync however many)."""
         with self.transaction() as db:
             for device, seq, data in entries:
                 db.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?)", (device, seq, data))
                 if publish:
                     db.execute("INSERT OR IGNORE INTO outbox VALUES ('entry', ?, ?)", (device, seq))
             self._write_view(db, rows, removed)
+            for cap, where in placements:
+                db.executemany(
+                    "INSERT OR IGNORE INTO placements VALUES (?, ?, ?)",
+                    ((cap, shnum, node) for shnum, node in where.items()),
+                )
 
     def entries(
         self, device: str | None = None, after: int = 0
@@ -152,6 +160,17 @@ class Index:
             "SELECT data FROM entries WHERE device = ? AND seq = ?", (device, seq)
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def entries_at(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        """Several stored entries at once (the publisher reads a whole outbox chunk)."""
+        out: dict[tuple[str, int], bytes] = {}
+        for device, seq in keys:
+            row = self._db.execute(
+                "SELECT data FROM entries WHERE device = ? AND seq = ?", (device, seq)
+            ).fetchone()
+            if row is not None:
+                out[(device, seq)] = bytes(row[0])
+        return out
 
     def last_seq(self, device: str) -> int:
         row = self._db.execute(
@@ -176,11 +195,22 @@ class Index:
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?)", (kind, key, seq))
 
-    def outbox(self) -> list[tuple[str, str, int]]:
-        return [
-            (str(k), str(key), int(s))
-            for k, key, s in self._db.execute("SELECT kind, key, seq FROM outbox ORDER BY seq")
-        ]
+    def outbox(self, limit: int = -1, kind: str | None = None) -> list[tuple[str, str, int]]:
+        """What is still to publish (of one `kind` if given), oldest entries first, at most
+        `limit` items if that is >= 0."""
+        if kind is None:
+            cursor = self._db.execute(
+                "SELECT kind, key, seq FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            )
+        else:
+            cursor = self._db.execute(
+                "SELECT kind, key, seq FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?",
+                (kind, limit),
+            )
+        return [(str(k), str(key), int(s)) for k, key, s in cursor]
+
+    def outbox_size(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def mark_published(self, items: Iterable[tuple[str, str, int]]) -> None:
         with self.transaction() as db:

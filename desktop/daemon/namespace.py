@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from desktop.core.errors import PermaCloudError
@@ -42,6 +42,15 @@ logger = logging.getLogger(__name__)
 
 class NamespaceRestoring(PermaCloudError):
     """Local writes wait until this device's own log is back from the network."""
+
+
+@dataclass(frozen=True)
+class AppendJob:
+    """One writer's ops for `Namespace.append_many`, with the share placements of the files
+    they name (recorded in the same transaction)."""
+
+    ops: Sequence[Op]
+    placements: Sequence[tuple[str, dict[int, str]]] = ()
 
 
 @dataclass(frozen=True)
@@ -123,16 +132,49 @@ class Namespace:
 
     def append(self, op: Op) -> Entry:
         """Sign, merge and durably store one local operation (then it is safe to acknowledge)."""
+        self._check_writable()
+        entry, changed = self._sign_and_merge(op)
+        self._persist([entry], changed, publish=True)
+        return entry
+
+    def append_many(self, jobs: Sequence[AppendJob]) -> list[PermaCloudError | None]:
+        """Group commit: the ops of several independent writers, signed and merged in turn and
+        stored in ONE transaction (one fsync instead of one per op). Durable when it returns.
+        A job whose op is refused stops there (its earlier ops stay); other jobs go on; the
+        result says, per job, what refused it (None: all its ops are stored)."""
+        self._check_writable()
+        entries: list[Entry] = []
+        changed: set[str] = set()
+        placements: list[tuple[str, dict[int, str]]] = []
+        errors: list[PermaCloudError | None] = []
+        for job in jobs:
+            error: PermaCloudError | None = None
+            for op in job.ops:
+                try:
+                    entry, paths = self._sign_and_merge(op)
+                except PermaCloudError as exc:
+                    error = exc
+                    break
+                entries.append(entry)
+                changed |= paths
+            if error is None:
+                placements.extend(job.placements)
+            errors.append(error)
+        if entries or placements:
+            self._persist(entries, changed, publish=True, placements=placements)
+        return errors
+
+    def _check_writable(self) -> None:
         if self.restoring:
             raise NamespaceRestoring(
                 "the local index is being rebuilt from the network; try again when nodes are "
                 "reachable (writing now could fork this device's log)"
             )
+
+    def _sign_and_merge(self, op: Op) -> tuple[Entry, set[str]]:
         self._writer.head = self.replica.head(self.device_id)
         entry = self._writer.append(op, self.replica.knowledge(), int(time.time() * 1000))
-        changed = self.replica.apply(entry)
-        self._persist([entry], changed, publish=True)
-        return entry
+        return entry, self.replica.apply(entry)
 
     # --- remote changes ---------------------------------------------------------------------
 
@@ -157,7 +199,14 @@ class Namespace:
             self._persist(accepted, changed, publish=False)
         return ReceiveResult(len(accepted), changed, rejected)
 
-    def _persist(self, entries: list[Entry], changed: set[str], *, publish: bool) -> None:
+    def _persist(
+        self,
+        entries: list[Entry],
+        changed: set[str],
+        *,
+        publish: bool,
+        placements: Sequence[tuple[str, dict[int, str]]] = (),
+    ) -> None:
         rows: list[ViewRow] = []
         removed: list[str] = []
         for path in changed:
@@ -167,7 +216,11 @@ class Namespace:
             else:
                 rows.append(view_row(node))
         self.index.add_entries(
-            ((e.device_id, e.seq, e.to_bytes()) for e in entries), rows, removed, publish=publish
+            ((e.device_id, e.seq, e.to_bytes()) for e in entries),
+            rows,
+            removed,
+            publish=publish,
+            placements=placements,
         )
 
     # --- snapshots --------------------------------------------------------------------------

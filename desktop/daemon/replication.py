@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from desktop.core.errors import PermaCloudError
 from desktop.core.namespace import Entry, decode_entry
 from desktop.core.placement import Candidate, rendezvous_order
 from desktop.daemon.account import AccountKeys
-from desktop.net.errors import NodeError, NodeRefused
+from desktop.net.errors import NodeError
 from desktop.net.identity import DeviceKey
 from desktop.net.records_wire import Record
 
@@ -71,6 +71,75 @@ class RecordConflict(PermaCloudError):
     """Nodes hold different data under this record number."""
 
 
+BATCH_BYTES = 512 * 1024  # a batch request's records (the node allows 4 MiB)
+BATCH_ITEMS = 1024
+
+
+@dataclass
+class Published:
+    """Per record number: on how many nodes it is now (new or already there), and the numbers
+    some node refused because it holds other data under them."""
+
+    stored: dict[int, int]
+    conflicts: set[int]
+
+
+def _batches(records: list[Record]) -> list[list[Record]]:
+    out: list[list[Record]] = []
+    size = 0
+    for record in records:
+        cost = len(record.data) + 12
+        if not out or len(out[-1]) >= BATCH_ITEMS or size + cost > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(record)
+        size += cost
+    return out
+
+
+async def publish_records(
+    pool: NodePool, keys: AccountKeys, signer: DeviceKey, items: Sequence[tuple[int, bytes]]
+) -> Published:
+    """Store records on the writer's nodes: batches of many records per request (one fsync on
+    the node each), all nodes in parallel. Sealing is deterministic, so republishing a record
+    that is already there is a no-op on every node."""
+    cipher = keys.record_cipher()
+    sealed = [Record(seq, cipher.seal(signer.node_id, seq, plain)) for seq, plain in items]
+    batches = _batches(sealed)
+    stored = dict.fromkeys((r.seq for r in sealed), 0)
+    conflicts: set[int] = set()
+
+    async def put(node_id: str) -> None:
+        client = pool.client(node_id)
+        for batch in batches:
+            try:
+                results = await client.put_records(signer, batch)
+            except NodeError as error:
+                logger.info(
+                    "records of %s not stored on %s: %s", signer.node_id[:8], node_id, error
+                )
+                return
+            for record, (status, reason) in zip(batch, results, strict=True):
+                if status in (200, 201):
+                    stored[record.seq] += 1
+                else:
+                    if status == 409:
+                        conflicts.add(record.seq)
+                    logger.info(
+                        "record %s/%d refused by %s: %d %s",
+                        signer.node_id[:8],
+                        record.seq,
+                        node_id,
+                        status,
+                        reason,
+                    )
+
+    async with trio.open_nursery() as nursery:
+        for node_id in record_nodes(pool, signer.node_id, REPLICAS):
+            nursery.start_soon(put, node_id)
+    return Published(stored, conflicts)
+
+
 async def publish_record(
     pool: NodePool, keys: AccountKeys, signer: DeviceKey, seq: int, plaintext: bytes
 ) -> int:
@@ -78,31 +147,9 @@ async def publish_record(
 
     RecordConflict when no node took it because the number is taken by other data.
     """
-    sealed = keys.record_cipher().seal(signer.node_id, seq, plaintext)
-    targets = record_nodes(pool, signer.node_id, REPLICAS)
-    stored = 0
-    conflicts = 0
-
-    async def put(node_id: str) -> None:
-        nonlocal stored, conflicts
-        try:
-            await pool.client(node_id).put_record(signer, seq, sealed)
-        except NodeRefused as error:
-            if error.status == 409:
-                conflicts += 1
-            logger.info("record %s/%d refused by %s: %s", signer.node_id[:8], seq, node_id, error)
-            return
-        except NodeError as error:
-            logger.info(
-                "record %s/%d not stored on %s: %s", signer.node_id[:8], seq, node_id, error
-            )
-            return
-        stored += 1
-
-    async with trio.open_nursery() as nursery:
-        for node_id in targets:
-            nursery.start_soon(put, node_id)
-    if not stored and conflicts:
+    result = await publish_records(pool, keys, signer, [(seq, plaintext)])
+    stored = result.stored[seq]
+    if not stored and seq in result.conflicts:
         raise RecordConflict(f"record {seq} of {signer.node_id[:8]} holds other data")
     return stored
 

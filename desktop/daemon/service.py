@@ -41,6 +41,7 @@ from desktop.daemon.index import Index
 from desktop.daemon.ipc_server import EventBus, IpcServer
 from desktop.daemon.leave import left_marker
 from desktop.daemon.namespace import Namespace
+from desktop.daemon.nudge import NUDGE_EXTENSION, nudge_devices, nudge_handler
 from desktop.daemon.paths import AppPaths
 from desktop.daemon.replication import (
     REPLICAS,
@@ -51,6 +52,7 @@ from desktop.daemon.replication import (
     node_record,
     publish_account_record,
     publish_record,
+    publish_records,
     record_nodes,
 )
 from desktop.daemon.secrets import open_secret_store
@@ -64,6 +66,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 REPLICATION_INTERVAL = float(os.environ.get("PERMACLOUD_REPLICATION_INTERVAL", "2.0"))
+ROUND_GAP = 0.05  # at least this between replication rounds (nudges cannot make them spin)
+OUTBOX_CHUNK = 2000  # entries read and published at a time
 REFRESH_INTERVAL = 10.0
 SNAPSHOT_EVERY = int(os.environ.get("PERMACLOUD_SNAPSHOT_EVERY", "1000"))
 SNAPSHOT_RECORD_BASE = 1 << 62  # record numbers above this point at snapshots, not entries
@@ -157,23 +161,66 @@ class Daemon:
     # --- replication ------------------------------------------------------------------------
 
     async def publish_outbox(self) -> int:
-        """Push every unpublished entry and certificate; keep what no node took for later."""
-        outbox = await self.db(self.index.outbox)
+        """Push every unpublished entry and certificate; keep what no node took for later.
+
+        Entries go in batches (many records per request, see `publish_records`), a chunk of
+        the outbox at a time; when any were new, the other devices are nudged to fetch now.
+        Returns how many items are still waiting."""
+        sent = 0
+        while True:
+            outbox = await self.db(self.index.outbox, OUTBOX_CHUNK, "entry")
+            if not outbox:
+                break
+            done = await self._publish_entries(outbox)
+            if done:
+                await self.db(self.index.mark_published, done)
+                sent += len(done)
+            if len(done) < len(outbox) or len(outbox) < OUTBOX_CHUNK:
+                break
+        if sent:
+            await nudge_devices(self)
+        await self._publish_account_items()
+        return await self.db(self.index.outbox_size)
+
+    async def _publish_entries(
+        self, outbox: list[tuple[str, str, int]]
+    ) -> list[tuple[str, str, int]]:
+        own = self.keys.device_key
+        data = await self.db(self.index.entries_at, [(key, seq) for _, key, seq in outbox])
+        done: list[tuple[str, str, int]] = []
+        items: list[tuple[int, bytes]] = []
+        for item in outbox:
+            _, key, seq = item
+            entry = data.get((key, seq))
+            if entry is None or key != self.namespace.device_id:
+                done.append(item)  # gone (compacted) or not ours to publish
+            else:
+                items.append((seq, entry))
+        if not items:
+            return done
+        result = await publish_records(self.pool, self.keys, own, items)
+        for item in outbox:
+            _, key, seq = item
+            if key != self.namespace.device_id or (key, seq) not in data:
+                continue
+            if result.stored.get(seq, 0):
+                done.append(item)
+            elif seq in result.conflicts:
+                logger.warning("entry %d of this device: the nodes hold other data", seq)
+        return done
+
+    async def _publish_account_items(self) -> None:
+        """Certificates and node addresses (the account log): few, one record each."""
+        outbox = [i for i in await self.db(self.index.outbox) if i[0] != "entry"]
+        if not outbox:
+            return
         done: list[tuple[str, str, int]] = []
         certs: dict[str, bytes] = {}
         if any(kind == "cert" for kind, _, _ in outbox):
             for cert_bytes in await self.db(self.index.certificates):
                 certs[DeviceCertificate.from_bytes(cert_bytes).device_id] = cert_bytes
         for kind, key, seq in outbox:
-            if kind == "entry":
-                entry: bytes | None = await self.db(self.index.entry, key, seq)
-                if entry is None:
-                    done.append((kind, key, seq))
-                    continue
-                stored = await publish_record(
-                    self.pool, self.keys, self.keys.device_key, seq, entry
-                )
-            elif kind == "cert" and key in certs:
+            if kind == "cert" and key in certs:
                 stored = await publish_account_record(self.pool, self.keys, cert_record(certs[key]))
             elif kind == "node":
                 address = self.node_address() if key == self.keys.device_key.node_id else None
@@ -193,7 +240,6 @@ class Daemon:
                 done.append((kind, key, seq))
         if done:
             await self.db(self.index.mark_published, done)
-        return len(outbox) - len(done)
 
     async def fetch_account_log(self) -> None:
         after = int(await self.db(self.index.get_meta, "account_log_seq") or 0)
@@ -225,7 +271,7 @@ class Daemon:
         last = int(await self.db(self.index.get_meta, "snapshot_seq") or 0)
         if head - last < SNAPSHOT_EVERY:
             return False
-        if await self.db(self.index.outbox):
+        if await self.db(self.index.outbox_size):
             return False  # snapshot only what the nodes already have
         snapshot = await self.db(self.namespace.make_own_snapshot, RETENTION)
         result = await upload_bytes(self.pool, snapshot.to_bytes(), self.upload_options())
@@ -323,7 +369,8 @@ class Daemon:
         await self.fetch_device_logs()
 
     async def replication_loop(self) -> None:
-        """Publish and fetch every few seconds, at once when woken; nothing while paused."""
+        """Publish and fetch every few seconds, at once when woken (a local change, another
+        device's nudge); nothing while paused."""
         while True:
             try:
                 if not self.sync_paused:
@@ -335,6 +382,7 @@ class Daemon:
             with trio.move_on_after(REPLICATION_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
+            await trio.sleep(ROUND_GAP)
 
     async def refresh_loop(self) -> None:
         while True:
@@ -404,7 +452,7 @@ class Daemon:
 def build_extensions(daemon: Daemon) -> dict[str, Any]:
     from desktop.daemon.join import inviter_join_handler
 
-    return {"join": inviter_join_handler(daemon)}
+    return {"join": inviter_join_handler(daemon), NUDGE_EXTENSION: nudge_handler(daemon)}
 
 
 def open_device(paths: AppPaths) -> Daemon:

@@ -20,7 +20,8 @@ from desktop.client.errors import single_error
 from desktop.client.pool import NodePool
 from desktop.client.upload import UploadOptions
 from desktop.core.errors import PermaCloudError
-from desktop.core.namespace import FileInfo, Op, normalize_path
+from desktop.core.namespace import FileInfo, Op, PutOp, normalize_path
+from desktop.daemon.group_commit import GroupCommitter
 from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler
@@ -60,11 +61,13 @@ def _remote_entry(row: ViewRow) -> RemoteEntry:
 
 
 class DaemonSyncBackend:
-    """`DaemonBackend` plus view lookups that keep `conflict_of` (the mount has no use for it)."""
+    """`DaemonBackend` plus view lookups that keep `conflict_of` (the mount has no use for it);
+    puts and mkdirs of all folders go through one group committer (many files, one fsync)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.inner = DaemonBackend(daemon)
+        self.committer = GroupCommitter(daemon)
 
     @property
     def pool(self) -> NodePool:
@@ -86,10 +89,10 @@ class DaemonSyncBackend:
         return {row.name: _remote_entry(row) for row in rows}
 
     async def apply(self, ops: Sequence[Op]) -> None:
-        await self.inner.apply(ops)
+        await self.committer.commit(ops)
 
     async def put(self, path: str, info: FileInfo, placements: dict[int, str]) -> None:
-        await self.inner.put(path, info, placements)
+        await self.committer.commit([PutOp(path, info)], [(info.cap, placements)])
 
     async def rename(self, src: str, dst: str) -> None:
         await self.inner.rename(src, dst)
@@ -196,7 +199,7 @@ class SyncService:
         index = self.daemon.index
         while True:
             if self.running:
-                self._outbox = len(await self.daemon.db(index.outbox))
+                self._outbox = await self.daemon.db(index.outbox_size)
                 self._view_conflicts = await self.daemon.db(index.conflict_count)
             await trio.sleep(1.0)
 

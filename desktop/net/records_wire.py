@@ -1,6 +1,7 @@
-"""Wire form of record listings, shared by the node (which writes it) and clients (which read).
+"""Wire form of record listings and record batches, shared by the node and its clients.
 
-For each record: 8-byte big-endian seq, 4-byte length, data.
+For each record: 8-byte big-endian seq, 4-byte length, data. A listing (GET) and the body of a
+batch put (POST /v1/records/<writer>) have the same form.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from desktop.core.errors import PermaCloudError
 
 MAX_RECORD_SIZE = 1 << 20
+MAX_RECORD_BATCH_BODY = 4 << 20  # a batch put's body (a record alone may be up to 1 MiB)
+MAX_RECORD_BATCH_ITEMS = 4096
 
 
 class RecordWireError(PermaCloudError):
@@ -45,3 +48,17 @@ def decode_records(body: bytes) -> list[Record]:
         records.append(Record(seq, body[offset : offset + length]))
         offset += length
     return records
+
+
+def batch_results(obj: object, count: int) -> list[tuple[int, str]]:
+    """A batch put's answer, `{"results": [{"status", "error"}]}`, as (status, error) pairs."""
+    items = obj.get("results") if isinstance(obj, dict) else None
+    if not isinstance(items, list) or len(items) != count:
+        raise RecordWireError("node answered a record batch with the wrong number of results")
+    out: list[tuple[int, str]] = []
+    for item in items:
+        status = item.get("status") if isinstance(item, dict) else None
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise RecordWireError("node answered a record batch with a malformed result")
+        out.append((status, str(item.get("error", ""))))
+    return out

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,26 @@ def test_bad_requests_and_a_second_daemon_are_clear_errors(
     assert alice.call("status")["device"]["name"] == "alice"
 
 
+def _record_frames(blob: bytes) -> list[tuple[int, int, bytes]]:
+    """(frame offset, seq, data) of a node's record log (desktop/agent/records.py layout)."""
+    out, offset = [], 0
+    while offset + 16 <= len(blob):
+        seq = int.from_bytes(blob[offset : offset + 8], "big")
+        length = int.from_bytes(blob[offset + 8 : offset + 12], "big")
+        out.append((offset, seq, blob[offset + 16 : offset + 16 + length]))
+        offset += 16 + length
+    return out
+
+
+def _rewrite_frame(log: Path, offset: int, seq: int, data: bytes) -> None:
+    """A forger with disk access: same-length data in place, with a matching CRC."""
+    head = seq.to_bytes(8, "big") + len(data).to_bytes(4, "big")
+    crc = zlib.crc32(data, zlib.crc32(head)).to_bytes(4, "big")
+    with open(log, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(head + crc + data)
+
+
 def test_tampered_log_entry_from_a_node_is_rejected(
     devices: DeviceFactory, nodes_file: Path, nodes: list[NodeProcess], tmp_path: Path
 ) -> None:
@@ -240,17 +261,20 @@ def test_tampered_log_entry_from_a_node_is_rejected(
     cipher = RecordCipher(account_secret)
     forged_any = False
     for node in nodes:
-        for record in (node.data_dir / "records").glob("*/0000000000000000002.rec"):
-            writer = record.parent.name
-            try:
-                entry_bytes = cipher.open(writer, 2, record.read_bytes())
-            except Exception:
-                continue
-            entry = decode_entry(entry_bytes)
-            forged = entry_bytes.replace(b"/b.txt", b"/x.txt")
-            assert decode_entry(forged).seq == entry.seq
-            record.write_bytes(cipher.seal(writer, 2, forged))
-            forged_any = True
+        for log in (node.data_dir / "records").glob("*.log"):
+            writer = log.stem
+            for offset, seq, data in _record_frames(log.read_bytes()):
+                if seq != 2:
+                    continue
+                try:
+                    entry_bytes = cipher.open(writer, 2, data)
+                except Exception:
+                    continue
+                entry = decode_entry(entry_bytes)
+                forged = entry_bytes.replace(b"/b.txt", b"/x.txt")
+                assert decode_entry(forged).seq == entry.seq
+                _rewrite_frame(log, offset, seq, cipher.seal(writer, 2, forged))
+                forged_any = True
     assert forged_any
     bob.call("sync.resume")
     time.sleep(3)
