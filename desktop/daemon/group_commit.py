@@ -75,7 +75,7 @@ class GroupCommitter:
                 for pending, refused in zip(group, errors, strict=True):
                     pending.error = refused
                     pending.done = True
-                self.daemon.wake_replication()
+                self.daemon.wake_publish()
                 self._wake()
         finally:
             self._busy = False

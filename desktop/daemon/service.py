@@ -117,6 +117,7 @@ class Daemon:
         self.started = time.time()
         self._db = trio.CapacityLimiter(1)
         self._wake = trio.Event()
+        self._full_due = True
         self._shutdown = trio.Event()
         self.sync_paused = False
         self._replication_lock = trio.Lock()
@@ -133,6 +134,13 @@ class Daemon:
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db)
 
     def wake_replication(self) -> None:
+        """A full round (publish and fetch) at once."""
+        self._full_due = True
+        self._wake.set()
+
+    def wake_publish(self) -> None:
+        """Publish what this device appended, soon: a bulk of local changes is pushed in few
+        rounds that do not also poll the other devices' logs (nudges and the interval do)."""
         self._wake.set()
 
     def request_shutdown(self) -> None:
@@ -360,6 +368,15 @@ class Daemon:
         async with self._replication_lock:
             await self._replicate_round()
 
+    async def publish_once(self) -> None:
+        """Only push this device's news (a full round while the index is being restored)."""
+        async with self._replication_lock:
+            if self.namespace.restoring:
+                await self._replicate_round()
+                return
+            await self.publish_outbox()
+            await self.compact_own_log()
+
     async def _replicate_round(self) -> None:
         if self.namespace.restoring:
             await self.restore_from_network()
@@ -369,17 +386,22 @@ class Daemon:
         await self.fetch_device_logs()
 
     async def replication_loop(self) -> None:
-        """Publish and fetch every few seconds, at once when woken (a local change, another
-        device's nudge); nothing while paused."""
+        """Publish and fetch every few seconds and at once when woken (another device's
+        nudge, a new node); only publish when woken by local changes; nothing while paused."""
+        next_full = 0.0
         while True:
+            full = self._full_due or trio.current_time() >= next_full
+            self._full_due = False
             try:
                 if not self.sync_paused:
-                    await self.replicate_once()
+                    await (self.replicate_once() if full else self.publish_once())
             except PermaCloudError as error:
                 logger.warning("replication: %s", error)
             except Exception:  # a bad round must never take the daemon down; next round retries
                 logger.exception("replication round failed")
-            with trio.move_on_after(REPLICATION_INTERVAL):
+            if full:
+                next_full = trio.current_time() + REPLICATION_INTERVAL
+            with trio.move_on_at(next_full):
                 await self._wake.wait()
             self._wake = trio.Event()
             await trio.sleep(ROUND_GAP)

@@ -82,7 +82,12 @@ def snapshot(root: Path) -> dict[str, Any]:
     return out
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.1,
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -92,8 +97,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
             last = None
         if last:
             return last
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def file_count(root: Path) -> int:
+    """Regular files below root: a cheap progress check (no reading, no hashing)."""
+    return sum(len(files) for _, _, files in os.walk(root))
 
 
 def folder_status(device: Device) -> dict[str, Any]:
