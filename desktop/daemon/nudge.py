@@ -6,7 +6,7 @@ publishing new log entries a device POSTs a tiny nudge to the node of each other
 account (`/v1/ext/nudge`, a daemon extension); the receiving daemon wakes its replication loop,
 which fetches at once. Nudges are unsigned hints: the fetch itself is what is verified, a lost
 nudge only means the next poll picks the change up, and a forged one costs a replication round
-(rounds never overlap and are spaced, so a flood cannot make more than a few per second).
+(rounds never overlap and are spaced by `ROUND_GAP`, so a flood of nudges cannot make them spin).
 """
 
 from __future__ import annotations

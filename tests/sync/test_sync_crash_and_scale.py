@@ -66,8 +66,8 @@ HEAVY = os.environ.get("PERMACLOUD_HEAVY") == "1"
             10_000,
             marks=pytest.mark.skipif(
                 not HEAVY,
-                reason="opt-in (PERMACLOUD_HEAVY=1, under flock): ~20+ min here, bounded by "
-                "publishing one namespace record per entry",
+                reason="opt-in (PERMACLOUD_HEAVY=1, under flock): ~6 min here, bounded by "
+                "uploading and downloading 10 shares per small file, not by the namespace",
             ),
         ),
     ],
