@@ -25,7 +25,7 @@ from desktop.net.errors import (
     refused_error,
 )
 from desktop.net.h11io import next_event, send_data, send_event
-from desktop.net.identity import DeviceKey, IdentityError
+from desktop.net.identity import DeviceKey, IdentityError, node_id_from_certificate
 from desktop.net.protocol import (
     JSON_TYPE,
     MAX_HEADER_BYTES,
@@ -46,7 +46,8 @@ from desktop.net.records_wire import (
     encode_records,
 )
 from desktop.net.signing import body_hash, sign_request
-from desktop.net.tls import client_context, peer_node_id
+from desktop.net.tls import client_context
+from desktop.net.tls_stream import ClientTLSStream
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class _Response:
 
 
 class _Connection:
-    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+    def __init__(self, stream: ClientTLSStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.used = False
@@ -353,10 +354,10 @@ class NodeClient:
         try:
             with trio.fail_after(self.timeouts.connect):
                 tcp = await trio.open_tcp_stream(host, port)
-                stream = trio.SSLStream(tcp, _context(), https_compatible=True)
+                stream = ClientTLSStream(tcp, _context())
                 try:
                     await stream.do_handshake()
-                    got = peer_node_id(stream)
+                    got = _peer_node_id(stream)
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
@@ -491,6 +492,14 @@ class NodeClient:
             raise _RetryableClose(_describe(error), received_any=received_any) from None
         body_out = parts[0] if len(parts) == 1 else b"".join(parts)
         return _Response(event.status_code, response_headers, body_out)
+
+
+def _peer_node_id(stream: ClientTLSStream) -> str:
+    """The node ID proved by the peer's certificate (the handshake must be done)."""
+    der = stream.getpeercert()
+    if not der:
+        return "(no certificate)"
+    return node_id_from_certificate(der)
 
 
 def _create_result(obj: Any) -> CreateResult:
