@@ -11,6 +11,12 @@ while each run was decoded and written, and cold reads ran at a sixth of the dow
 Concurrent requests for the same chunk wait for one fetch. Every fetch is bounded by `timeout`,
 so a read of uncached data with the network down fails with EIO instead of hanging the
 application; cached chunks never touch the network.
+
+The downloads themselves (locate, receive, verify and decode, write to the clean file) run on
+a trio loop of their own in a dedicated thread (`loop_thread.LoopThread`) with its own
+NodePool, so the bulk receive does not take turns with FUSE requests on the daemon's loop.
+Chunk bookkeeping (the cache index, waiting readers) stays on the daemon's loop: the thread
+announces each landed chunk there.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -28,6 +35,10 @@ from desktop.client.errors import single_error
 from desktop.client.pool import NodePool
 from desktop.core.errors import PermaCloudError
 from desktop.fuse.cache import CHUNK, Cache, CleanEntry, chunk_count
+from desktop.fuse.loop_thread import LoopThread, LoopThreadStopped
+from desktop.net.identity import DeviceKey
+from desktop.net.node_client import NodeClient, Timeouts
+from desktop.net.nodes_file import NodeAddress
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +74,18 @@ class Fetcher:
             timeout=min(timeout, 20.0), locate_timeout=min(timeout / 2, 5.0)
         )
         self._runs = trio.CapacityLimiter(parallel)
-        self._readers: dict[str, FileReader] = {}
-        self._locks: dict[str, trio.Lock] = {}
+        self._loop = LoopThread("permacloud-fetch")
+        self._remote = _Downloads(self._loop, self.options)
         self._inflight: dict[tuple[str, int], trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self.pinned: Collection[str] = ()
 
     async def run(self) -> None:
-        """Host read-ahead tasks until cancelled."""
+        """Host read-ahead tasks and the download thread until cancelled."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._loop.serve, None, self._remote.aclose)
             self._nursery = nursery
             await trio.sleep_forever()
-
-    def _lock(self, cap: str) -> trio.Lock:
-        lock = self._locks.get(cap)
-        if lock is None:
-            lock = self._locks[cap] = trio.Lock()
-        return lock
 
     async def ensure(self, cap: str, size: int, chunks: range) -> CleanEntry:
         """Make `chunks` of `cap` present in the clean cache, or raise OSError(EIO)."""
@@ -168,57 +174,158 @@ class Fetcher:
     async def _fetch_run(self, entry: CleanEntry, run: range) -> None:
         offset = run.start * CHUNK
         length = min(len(run) * CHUNK, entry.size - offset)
+        job = _Job(
+            entry.cap,
+            str(self.cache.clean_dir / entry.key),
+            run,
+            offset,
+            length,
+            _snapshot(self.pool),
+            lambda chunks: self._landed(entry, chunks),
+        )
         try:
             async with self._runs:
-                reader = await self._reader(entry.cap)
-                fd = await trio.to_thread.run_sync(
-                    os.open, self.cache.clean_dir / entry.key, os.O_WRONLY
-                )
-                try:
-                    await self._stream(reader, entry, run, fd, offset, length)
-                finally:
-                    os.close(fd)
-        except (PermaCloudError, OSError) as error:
-            self._readers.pop(entry.cap, None)
+                await self._loop.run(self._remote.fetch, job)
+        except (PermaCloudError, OSError, LoopThreadStopped) as error:
             logger.warning("fetching %s failed: %s", entry.key[:8], error)
             raise OSError(errno.EIO, str(error)) from None
         if self.cache.limit and self.cache.clean_bytes() > self.cache.limit:
             self.cache.evict(self.pinned)
 
-    async def _stream(
-        self, reader: FileReader, entry: CleanEntry, run: range, fd: int, offset: int, length: int
-    ) -> None:
+    def _landed(self, entry: CleanEntry, chunks: range) -> None:
+        """On the daemon's loop: chunks written to the clean file are ready to serve."""
+        fresh = [c for c in chunks if c not in entry.present]
+        if fresh:
+            self.cache.add_chunks(entry, fresh)
+            self._release(entry, range(fresh[0], fresh[-1] + 1))
+
+    def forget(self, cap: str) -> None:
+        self._loop.call_soon(self._remote.forget, cap)
+
+
+@dataclass(frozen=True)
+class _PoolSnapshot:
+    """What downloads need from the daemon's NodePool: the nodes, and what placement knows."""
+
+    addresses: list[NodeAddress]
+    online: dict[str, tuple[bool | None, int]]
+    reputation_weight: dict[str, float]
+    vetted: set[str]
+    timeouts: Timeouts
+    max_connections: int
+    client_key: DeviceKey
+
+
+def _snapshot(pool: NodePool) -> _PoolSnapshot:
+    addresses = []
+    for node_id in pool.node_ids:
+        client: NodeClient = pool.client(node_id)  # no connection is made
+        host, port = client.address
+        addresses.append(NodeAddress(node_id, host, port))
+    return _PoolSnapshot(
+        addresses,
+        {n: (s.online, s.free) for n, s in pool.stats.items()},
+        dict(pool.reputation_weight),
+        set(pool.vetted),
+        pool.timeouts,
+        pool.max_connections,
+        pool.client_key,
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    cap: str
+    path: str
+    run: range
+    offset: int
+    length: int
+    pool: _PoolSnapshot
+    landed: Callable[[range], None] = field(repr=False)
+
+
+class _Downloads:
+    """Lives on the download thread's loop: its own NodePool (trio connections belong to one
+    loop) and one located `FileReader` per cap."""
+
+    def __init__(self, loop: LoopThread, options: DownloadOptions) -> None:
+        self.loop = loop
+        self.options = options
+        self.pool: NodePool | None = None
+        self._readers: dict[str, FileReader] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    def _sync_pool(self, snap: _PoolSnapshot) -> NodePool:
+        pool = self.pool
+        if pool is None:
+            pool = self.pool = NodePool(
+                snap.client_key,
+                snap.addresses,
+                timeouts=snap.timeouts,
+                max_connections=snap.max_connections,
+            )
+        else:
+            pool.update(snap.addresses)
+        for node_id, (online, free) in snap.online.items():
+            stats = pool.stats.get(node_id)
+            if stats is not None and online is not None:
+                pool.stats[node_id] = replace(stats, online=online, free=free)
+        pool.reputation_weight = snap.reputation_weight
+        pool.vetted = snap.vetted
+        return pool
+
+    async def fetch(self, job: _Job) -> None:
+        pool = self._sync_pool(job.pool)
+        try:
+            reader = await self._reader(pool, job.cap)
+            fd = await trio.to_thread.run_sync(os.open, job.path, os.O_WRONLY)
+            try:
+                await self._stream(reader, job, fd)
+            finally:
+                os.close(fd)
+        except (PermaCloudError, OSError):
+            self._readers.pop(job.cap, None)
+            raise
+
+    async def _stream(self, reader: FileReader, job: _Job, fd: int) -> None:
         """Write the run's plaintext as it is decoded; each whole chunk is announced at once."""
-        position = offset
-        end = offset + length
+        run = job.run
+        position = job.offset
+        end = job.offset + job.length
+        announced = run.start
         with single_error():
-            async with aclosing(reader.iter_range(offset, length)) as pieces:
+            async with aclosing(reader.iter_range(job.offset, job.length)) as pieces:
                 async for piece in pieces:
                     await trio.to_thread.run_sync(_write_at, fd, position, piece)
                     position += len(piece)
-                    done = range(run.start, min(position // CHUNK, run.stop))
+                    done = min(position // CHUNK, run.stop)
                     if position == end:
-                        done = range(run.start, run.stop)
-                    fresh = [c for c in done if c not in entry.present]
-                    if fresh:
-                        self.cache.add_chunks(entry, fresh)
-                        self._release(entry, range(fresh[0], fresh[-1] + 1))
+                        done = run.stop
+                    if done > announced:
+                        self.loop.to_main(job.landed, range(announced, done))
+                        announced = done
         if position != end:
             raise OSError(errno.EIO, "short read from the network")
 
-    async def _reader(self, cap: str) -> FileReader:
+    async def _reader(self, pool: NodePool, cap: str) -> FileReader:
         reader = self._readers.get(cap)
         if reader is None:
-            async with self._lock(cap):  # one locate per cap, however many runs start at once
+            lock = self._locks.setdefault(cap, trio.Lock())
+            async with lock:  # one locate per cap, however many runs start at once
                 reader = self._readers.get(cap)
                 if reader is None:
-                    reader = await open_file(self.pool, cap, self.options)
+                    reader = await open_file(pool, cap, self.options)
                     self._readers[cap] = reader
         return reader
 
     def forget(self, cap: str) -> None:
         self._readers.pop(cap, None)
         self._locks.pop(cap, None)
+
+    async def aclose(self) -> None:
+        self._readers.clear()
+        if self.pool is not None:
+            await self.pool.aclose()
 
 
 def _write_at(fd: int, offset: int, data: bytes | bytearray | memoryview) -> None:
