@@ -49,19 +49,20 @@ def nudge_handler(daemon: Daemon) -> Callable[[bytes, bytes], Awaitable[dict[str
     return handle
 
 
-async def nudge_devices(daemon: Daemon) -> int:
-    """Tell the account's other devices (those whose node we know) that our log grew; returns
-    how many took the notice. Never raises: a nudge is only a hint."""
+async def nudge_devices(daemon: Daemon) -> bool:
+    """Tell the account's other devices that our log grew; True when every one of them took
+    the notice (the caller tries again next round if not: a device whose node was not known
+    yet, or was down). Never raises: a nudge is only a hint."""
     own = daemon.namespace.device_id
     known = set(daemon.pool.node_ids)
-    targets = [
-        node_id
+    others = [
+        node_id_from_public_key(cert.device_public_key)
         for cert in await daemon.db(daemon.namespace.devices)
         if cert.device_id != own
-        and (node_id := node_id_from_public_key(cert.device_public_key)) in known
     ]
+    targets = [node_id for node_id in others if node_id in known]
     if not targets:
-        return 0
+        return not others
     body = json.dumps({"writer": daemon.keys.device_key.node_id}).encode()
     reached = 0
 
@@ -78,4 +79,4 @@ async def nudge_devices(daemon: Daemon) -> int:
     async with trio.open_nursery() as nursery:
         for node_id in targets:
             nursery.start_soon(one, node_id)
-    return reached
+    return reached == len(others)

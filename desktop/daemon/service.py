@@ -118,6 +118,7 @@ class Daemon:
         self._db = trio.CapacityLimiter(1)
         self._wake = trio.Event()
         self._full_due = True
+        self._nudge_owed = False  # a device missed the last nudge: tell it next round
         self._shutdown = trio.Event()
         self.sync_paused = False
         self._replication_lock = trio.Lock()
@@ -185,8 +186,8 @@ class Daemon:
                 sent += len(done)
             if len(done) < len(outbox) or len(outbox) < OUTBOX_CHUNK:
                 break
-        if sent:
-            await nudge_devices(self)
+        if sent or self._nudge_owed:
+            self._nudge_owed = not await nudge_devices(self)
         await self._publish_account_items()
         return await self.db(self.index.outbox_size)
 
