@@ -131,6 +131,7 @@ def _cold_read(device: Device, path: Path, profile: str | None) -> float:
             str(REPO / ".venv" / "bin" / "py-spy"),
             "record",
             "--threads",
+            *(["--gil"] if ".gil." in profile else []),  # only samples holding the GIL
             "-r",
             "100",
             "-o",
@@ -173,7 +174,8 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         metavar="SVG",
-        help="record the daemon with py-spy during the cold read into this flame graph",
+        help="record the daemon with py-spy during the cold read into this flame graph"
+        " (.txt: raw stacks; '.gil.' in the name: only threads holding the GIL)",
     )
     args = parser.parse_args()
     size = args.size_mib * BLOCK
