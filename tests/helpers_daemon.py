@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from desktop.daemon.ipc_client import DaemonNotRunning, IpcClient
+from desktop.daemon.ipc_client import DaemonError, DaemonNotRunning, IpcClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -112,6 +112,10 @@ class Device:
             try:
                 last = predicate()
             except (DaemonNotRunning, AssertionError, KeyError):
+                last = None
+            except DaemonError as error:  # a path that has not arrived yet is "not yet"
+                if error.code != "not_found":
+                    raise
                 last = None
             if last:
                 return last

@@ -81,7 +81,7 @@ def view_row(node: ViewNode) -> ViewRow:
     if isinstance(info, LinkInfo):
         return ViewRow(path, folder, name, "link", target=info.target, mtime_ns=info.mtime_ns)
     assert isinstance(info, DirInfo)
-    return ViewRow(path, folder, name, "dir", mode=info.mode)
+    return ViewRow(path, folder, name, "dir", mode=info.mode, mtime_ns=info.mtime_ns)
 
 
 class Namespace:

@@ -325,9 +325,12 @@ class PermaFS(pyfuse3.Operations):
                 if new != info:
                     await self.backend.apply([PutOp(path, new)])
                     await self.names.refresh(path)
-            elif st.kind == "dir" and mode is not None and mode != st.mode and path != "/":
-                await self.backend.apply([MkdirOp(path, mode)])
-                await self.names.refresh(path)
+            elif st.kind == "dir" and path != "/":
+                new_mode = st.mode if mode is None else mode
+                new_mtime = st.mtime_ns if mtime is None else mtime
+                if (new_mode, new_mtime) != (st.mode, st.mtime_ns):
+                    await self.backend.apply([MkdirOp(path, new_mode, new_mtime)])
+                    await self.names.refresh(path)
             st = await self._require(path)
         return self._attr(inode, st)
 
@@ -379,7 +382,7 @@ class PermaFS(pyfuse3.Operations):
         path = self._child(parent_inode, name)
         if await self._stat(path) is not None:
             raise fail(errno.EEXIST)
-        await self.backend.apply([MkdirOp(path, (mode & 0o7777) or 0o755)])
+        await self.backend.apply([MkdirOp(path, (mode & 0o7777) or 0o755, time.time_ns())])
         await self.names.refresh(path)
         st = await self._require(path)
         return self._attr(self.inodes.lookup(path), st)

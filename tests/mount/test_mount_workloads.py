@@ -70,11 +70,24 @@ def test_cp_tree_in_and_out_then_diff(mounted: tuple[Device, Path, Path]) -> Non
 def test_rsync_and_tar(mounted: tuple[Device, Path, Path]) -> None:
     device, mnt, base = mounted
     src = _tree(base / "rsync-src")
+    for age, folder in enumerate(sorted(p for p in src.rglob("*") if p.is_dir())):
+        os.utime(folder, ns=(1_500_000_000 * 10**9 + age * 10**9,) * 2)  # old, distinct times
     _run("rsync", "-a", f"{src}/", f"{mnt / 'rsynced'}/")
     _run("diff", "-r", str(src), str(mnt / "rsynced"))
     assert (mnt / "rsynced" / "big2.bin").stat().st_mtime_ns // 10**9 == (
         src / "big2.bin"
     ).stat().st_mtime_ns // 10**9
+    # rsync -a sets folder times last: they are stored in the namespace, not only in the kernel.
+    folders = [p for p in src.rglob("*") if p.is_dir()]
+    assert folders
+    for folder in folders:
+        rel = folder.relative_to(src)
+        row = next(
+            r
+            for r in device.call("ls", {"path": f"/rsynced/{rel.parent}".rstrip("/.")})
+            if r["name"] == rel.name
+        )
+        assert row["mtime_ns"] // 10**9 == folder.stat().st_mtime_ns // 10**9
     archive = base / "tree.tar"
     _run("tar", "cf", str(archive), "-C", str(src), ".")
     (mnt / "untarred").mkdir()

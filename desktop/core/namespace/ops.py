@@ -34,6 +34,7 @@ class LinkInfo:
 @dataclass(frozen=True, slots=True)
 class DirInfo:
     mode: int = 0o755
+    mtime_ns: int = 0  # as set by the user (touch, cp -a, rsync -a, tar); 0: never set
 
 
 Node = FileInfo | LinkInfo | DirInfo
@@ -52,8 +53,11 @@ class DeleteOp:
 
 @dataclass(frozen=True, slots=True)
 class MkdirOp:
+    """Make a folder, or change the mode/mtime of an existing one."""
+
     path: str
     mode: int = 0o755
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,7 @@ def expand(op: Op) -> list[tuple[str, Node | None]]:
     if isinstance(op, DeleteOp | RmdirOp):
         return [(op.path, None)]
     if isinstance(op, MkdirOp):
-        return [(op.path, DirInfo(op.mode))]
+        return [(op.path, DirInfo(op.mode, op.mtime_ns))]
     if isinstance(op, SymlinkOp):
         return [(op.path, LinkInfo(op.target, op.mtime_ns))]
     out: list[tuple[str, Node | None]] = [(item.src, None) for item in op.items]
@@ -182,7 +186,7 @@ def node_to_wire(node: Node | None) -> dict[str, Any]:
         }
     if isinstance(node, LinkInfo):
         return {"t": "link", "target": node.target, "mtime": node.mtime_ns}
-    return {"t": "dir", "mode": node.mode}
+    return {"t": "dir", "mode": node.mode, "mtime": node.mtime_ns}
 
 
 def node_from_wire(obj: Any) -> Node | None:
@@ -206,8 +210,8 @@ def node_from_wire(obj: Any) -> Node | None:
         _exact_keys(obj, {"t", "target", "mtime"})
         return LinkInfo(_field(obj, "target", str), _field(obj, "mtime", int))
     if kind == "dir":
-        _exact_keys(obj, {"t", "mode"})
-        return DirInfo(_field(obj, "mode", int))
+        _exact_keys(obj, {"t", "mode", "mtime"}, optional=frozenset({"mtime"}))
+        return DirInfo(_field(obj, "mode", int), _optional_int(obj, "mtime"))
     raise ValueError(f"unknown node type {kind!r}")
 
 
@@ -217,7 +221,7 @@ def op_to_wire(op: Op) -> dict[str, Any]:
     if isinstance(op, DeleteOp):
         return {"t": "del", "path": op.path}
     if isinstance(op, MkdirOp):
-        return {"t": "mkdir", "path": op.path, "mode": op.mode}
+        return {"t": "mkdir", "path": op.path, "mode": op.mode, "mtime": op.mtime_ns}
     if isinstance(op, RmdirOp):
         return {"t": "rmdir", "path": op.path}
     if isinstance(op, SymlinkOp):
@@ -244,8 +248,10 @@ def op_from_wire(obj: Any) -> Op:
         _exact_keys(obj, {"t", "path"})
         op = DeleteOp(_field(obj, "path", str))
     elif kind == "mkdir":
-        _exact_keys(obj, {"t", "path", "mode"})
-        op = MkdirOp(_field(obj, "path", str), _field(obj, "mode", int))
+        _exact_keys(obj, {"t", "path", "mode", "mtime"}, optional=frozenset({"mtime"}))
+        op = MkdirOp(
+            _field(obj, "path", str), _field(obj, "mode", int), _optional_int(obj, "mtime")
+        )
     elif kind == "rmdir":
         _exact_keys(obj, {"t", "path"})
         op = RmdirOp(_field(obj, "path", str))
@@ -283,6 +289,12 @@ def _field(obj: Any, name: str, kind: type) -> Any:
     return value
 
 
-def _exact_keys(obj: Any, keys: set[str]) -> None:
-    if not isinstance(obj, dict) or set(obj) != keys:
+def _exact_keys(obj: Any, keys: set[str], optional: frozenset[str] = frozenset()) -> None:
+    """Exactly `keys`; those in `optional` may be missing (fields added after logs were written:
+    folder mtimes)."""
+    if not isinstance(obj, dict) or not keys - optional <= set(obj) <= keys:
         raise ValueError(f"expected exactly the fields {sorted(keys)}")
+
+
+def _optional_int(obj: dict[str, Any], name: str) -> int:
+    return _field(obj, name, int) if name in obj else 0
