@@ -158,8 +158,11 @@ class DaemonBackend:
     def share_link(self, cap: str, name: str) -> str:
         return make_link(cap, name)
 
-    async def changes(self) -> AsyncIterator[list[str]]:
-        events = self.daemon.bus.subscribe(frozenset({"namespace"}))
+    async def changes(
+        self, topics: frozenset[str] = frozenset({"namespace"})
+    ) -> AsyncIterator[list[str]]:
+        """Paths changed, as the bus announces them: other devices' (`namespace`) by default."""
+        events = self.daemon.bus.subscribe(topics)
         async with events:
             async for event in events:
                 data = event.data if isinstance(event.data, dict) else {}

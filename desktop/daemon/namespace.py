@@ -9,6 +9,7 @@ Synchronous: the daemon calls it from one worker thread at a time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ class Namespace:
         self._writer_key = device_private_key
         self.device_id = self._writer.device_id
         self.restoring = False  # True while this device's own log must first come back
+        # Paths this device changed (CLI, mount, sync folder) not yet announced on the bus:
+        # the daemon takes them after each database call (see `take_local_changes`).
+        self._local_changed: set[str] = set()
+        self._local_lock = threading.Lock()
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -207,6 +212,9 @@ class Namespace:
         publish: bool,
         placements: Sequence[tuple[str, dict[int, str]]] = (),
     ) -> None:
+        if publish and changed:
+            with self._local_lock:
+                self._local_changed |= changed
         rows: list[ViewRow] = []
         removed: list[str] = []
         for path in changed:
@@ -222,6 +230,12 @@ class Namespace:
             publish=publish,
             placements=placements,
         )
+
+    def take_local_changes(self) -> list[str]:
+        """The paths local writes changed since the last call (sorted), for the bus."""
+        with self._local_lock:
+            changed, self._local_changed = self._local_changed, set()
+        return sorted(changed)
 
     # --- snapshots --------------------------------------------------------------------------
 

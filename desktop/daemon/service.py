@@ -131,8 +131,16 @@ class Daemon:
         )
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run index/namespace work in the one database thread."""
-        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db)
+        """Run index/namespace work in the one database thread.
+
+        Local writes it made are announced as `namespace.local` (the sync folders pull what the
+        CLI or the mount changed under them; the mount itself follows `foreign_changes`)."""
+        try:
+            return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._db)
+        finally:
+            changed = self.namespace.take_local_changes()
+            if changed:
+                self.bus.publish("namespace.local", {"changed": changed})
 
     def wake_replication(self) -> None:
         """A full round (publish and fetch) at once."""

@@ -101,7 +101,9 @@ class DaemonSyncBackend:
         await self.inner.remove(path)
 
     def changes(self) -> AsyncIterator[list[str]]:
-        return self.inner.changes()
+        """Other devices' changes and this device's own (CLI, mount, this and other folders):
+        a file put into /Sync through the mount must reach the local folder too."""
+        return self.inner.changes(frozenset({"namespace", "namespace.local"}))
 
 
 class _Running:

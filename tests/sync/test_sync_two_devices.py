@@ -192,3 +192,18 @@ def test_bad_input_is_one_clear_line(pair: SyncPair, tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     removed = pair.a.cli("sync", "remove", str(other), check=False)
     assert removed.returncode != 0 and "is not a sync folder" in removed.stderr
+
+
+def test_a_put_through_the_cli_reaches_the_same_devices_folder(
+    pair: SyncPair, tmp_path: Path
+) -> None:
+    """The CLI (like the mount) writes /Sync through the daemon, not through the folder: the
+    folder on the SAME device must still receive it, and so must the other device's."""
+    source = tmp_path / "from-cli.txt"
+    source.write_bytes(b"put with the CLI")
+    pair.a.cli("mkdir", "-p", "/Sync/cli")
+    pair.a.cli("put", str(source), "/Sync/cli/from-cli.txt")
+    # Well inside the 20 s rescan period of these tests: the change event brings it, not a rescan.
+    state = wait_in_sync(pair, "cli", timeout=10, until=lambda s: "from-cli.txt" in s)
+    assert state["from-cli.txt"][1] == digest(b"put with the CLI")
+    assert (pair.a_dir / "cli" / "from-cli.txt").read_bytes() == b"put with the CLI"
