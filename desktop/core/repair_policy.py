@@ -121,18 +121,27 @@ def choose_repair_targets(
     holders: Iterable[str] = (),
     exclude: Iterable[str] = (),
 ) -> dict[int, str]:
-    """Share number -> node for the regenerated shares, by the upload's placement rules.
+    """Share number -> node for the regenerated shares, in rendezvous order.
 
     Nodes already holding a share of the file (`holders`) and bad nodes (`exclude`) are skipped.
-    Deterministic: the same candidates give the same answer on every device, so two devices
-    repairing one file at once write each share number to the same node, where the second
-    (identical, idempotent) write is a no-op. Share numbers beyond the available nodes are
-    left out of the result.
+    Each share number has its own rendezvous order (keyed by storage index and share number) and
+    takes the first node not skipped and not given to a lower wanted number. So the choice for
+    one number does not shift when another device's survey saw a different set of missing
+    numbers: a node it already filled is now a holder, which skips it exactly as "given to a
+    lower number" did. Two devices repairing one file at once therefore write each share number
+    to the same node, where the second (identical, idempotent) write is a no-op. Group spreading
+    across the new shares is given up for that stability. Share numbers beyond the available
+    nodes are left out of the result.
     """
-    wanted = sorted(set(shnums))
+    pool = list(candidates)
     skip = set(holders) | set(exclude)
-    chosen = choose_nodes(storage_index, candidates, len(wanted), exclude=skip)
-    return {shnum: node.node_id for shnum, node in zip(wanted, chosen, strict=False)}
+    chosen: dict[int, str] = {}
+    for shnum in sorted(set(shnums)):
+        key = storage_index + shnum.to_bytes(2, "big")
+        found = choose_nodes(key, pool, 1, exclude=skip | set(chosen.values()))
+        if found:
+            chosen[shnum] = found[0].node_id
+    return chosen
 
 
 def best_holders(holdings: Mapping[str, Iterable[int]]) -> dict[int, str]:

@@ -60,11 +60,19 @@ def test_nothing_to_add_when_healthy() -> None:
 
 def test_targets_follow_rendezvous_and_skip_holders_and_bad_nodes() -> None:
     candidates = [Candidate(f"node{i:02d}") for i in range(20)]
-    order = [c.node_id for c in choose_nodes(SI, candidates, 20)]
-    holders = order[:3]
-    bad = {order[3]}
+    holders = ["node00", "node01", "node02"]
+    bad = {"node03"}
     targets = choose_repair_targets(SI, candidates, [7, 5, 6], holders=holders, exclude=bad)
-    assert targets == {5: order[4], 6: order[5], 7: order[6]}
+    assert sorted(targets) == [5, 6, 7]
+    assert len(set(targets.values())) == 3
+    assert not set(targets.values()) & {*holders, *bad}
+    # Each number takes the first free node of its own rendezvous order, lower numbers first.
+    taken: set[str] = set()
+    for shnum in (5, 6, 7):
+        order = [c.node_id for c in choose_nodes(SI + shnum.to_bytes(2, "big"), candidates, 20)]
+        first = next(n for n in order if n not in {*holders, *bad, *taken})
+        assert targets[shnum] == first
+        taken.add(first)
     # Deterministic whatever the candidate order (two devices pick the same nodes).
     again = choose_repair_targets(
         SI, list(reversed(candidates)), [6, 7, 5], holders=holders, exclude=bad
@@ -72,11 +80,21 @@ def test_targets_follow_rendezvous_and_skip_holders_and_bad_nodes() -> None:
     assert again == targets
 
 
-def test_targets_spread_groups_and_stop_when_nodes_run_out() -> None:
+def test_a_later_survey_sends_each_number_to_the_same_node() -> None:
+    """Two devices repairing at once: the second surveys after the first already filled some
+    numbers. What it still wants must go where the first device sends it (no extra shares)."""
+    candidates = [Candidate(f"node{i:02d}") for i in range(20)]
+    holders = {"node00", "node01", "node02", "node03", "node04", "node05"}
+    first = choose_repair_targets(SI, candidates, [4, 6, 7, 9], holders=holders)
+    for filled in ([4], [6], [4, 9], [6, 7], [4, 6, 7]):
+        now_held = holders | {first[s] for s in filled}
+        rest = [s for s in (4, 6, 7, 9) if s not in filled]
+        later = choose_repair_targets(SI, candidates, rest, holders=now_held)
+        assert later == {s: first[s] for s in rest}, filled
+
+
+def test_targets_stop_when_nodes_run_out() -> None:
     candidates = [Candidate(f"n{i}", group=f"house{i % 2}") for i in range(4)]
-    targets = choose_repair_targets(SI, candidates, [3, 4], holders=["n0"])
-    groups = {f"n{i}": f"house{i % 2}" for i in range(4)}
-    assert {groups[node] for node in targets.values()} == {"house0", "house1"}
     few = choose_repair_targets(SI, candidates, range(10), holders=["n0", "n1"])
     assert len(few) == 2 and set(few.values()) == {"n2", "n3"}
 

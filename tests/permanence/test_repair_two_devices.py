@@ -36,6 +36,14 @@ def test_concurrent_repairs_converge(
     alice.cli("put", str(tmp_path / "f.bin"), "/f.bin")
     bob.wait_until(lambda: bob.call("ls", {"path": "/"}), what="f.bin on bob")
 
+    # Convergence needs one view of the network: each device must know the other's own node
+    # (learnt through the account log), or each ranks its own node first for some share number.
+    def same_nodes() -> bool:
+        known = [{n["id"] for n in d.call("nodes")} for d in (alice, bob)]
+        return known[0] == known[1] and len(known[0]) == 16
+
+    bob.wait_until(same_nodes, what="both devices to know the same 16 nodes")
+
     dirs = {node.node_id: node.data_dir for node in nodes}
     dirs["alice"] = alice.home / "data" / "node"
     dirs["bob"] = bob.home / "data" / "node"
