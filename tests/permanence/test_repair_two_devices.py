@@ -57,6 +57,15 @@ def test_concurrent_repairs_converge(
         by_id[node_id].kill()
         del dirs[node_id]
 
+    # ... and one view of who is online: a device that still counts a killed node as online
+    # ranks it, fails to write there, and falls back to a node the other device did not pick.
+    def victims_offline(device: Any) -> bool:
+        online = {n["id"] for n in device.call("nodes") if n["online"]}
+        return not online & set(victims)
+
+    for device in (alice, bob):
+        device.wait_until(lambda d=device: victims_offline(d), 60, "the killed nodes offline")
+
     results: dict[str, Any] = {}
 
     def repair(name: str) -> None:
