@@ -13,7 +13,6 @@ Only files still in the namespace view are audited: shares of deleted files may 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from desktop.core.audit import BLOCKS_PER_CHALLENGE, AuditFailed, choose_items, 
 from desktop.core.caps import ReadCap, VerifyCap, parse_cap
 from desktop.core.errors import CapError, PermaCloudError
 from desktop.daemon.reputation_store import book, flush, load, record_observation, table
+from desktop.knobs import env_float, env_int
 from desktop.net.errors import NodeError, NodeRefused, NodeUnavailable, RateLimited
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 # ~130 MB a day downloaded by the auditing device, and a node among N holders uploads
 # ~2.7 MB x 48 / N a day (13 MB for N = 10), instead of ~390 MB a day for every node when all
 # of them were audited every 10 minutes. PERMACLOUD_AUDIT_NODES=0 audits every node per round.
-AUDIT_INTERVAL = float(os.environ.get("PERMACLOUD_AUDIT_INTERVAL", "3600"))
-AUDIT_NODES = int(os.environ.get("PERMACLOUD_AUDIT_NODES", "2"))
+AUDIT_INTERVAL = env_float("PERMACLOUD_AUDIT_INTERVAL", 3600.0)
+AUDIT_NODES = env_int("PERMACLOUD_AUDIT_NODES", 2)
 WEIGHT_UNVETTED = 3.0
 WEIGHT_FAILING = 4.0
 AUDIT_TIMEOUT = 30.0

@@ -14,7 +14,6 @@ import json
 import logging
 import random
 import time
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from desktop.daemon.health import (
 )
 from desktop.daemon.ipc_protocol import IpcProtocolError
 from desktop.daemon.ipc_server import CallContext, Handler, NotFound
+from desktop.daemon.per_daemon import per_daemon
 from desktop.daemon.replication import fetch_records
 from desktop.daemon.reputation_store import bad_nodes, discount_bad_nodes
 from desktop.net.errors import NodeError
@@ -259,15 +259,10 @@ async def snapshot_caps(daemon: Daemon) -> dict[str, str]:
     return found
 
 
-_CHECKERS: weakref.WeakKeyDictionary[Daemon, Checker] = weakref.WeakKeyDictionary()
-
-
+@per_daemon
 def checker_for(daemon: Daemon) -> Checker:
     """The daemon's one checker (its IPC handlers and its loop share it)."""
-    found = _CHECKERS.get(daemon)
-    if found is None:
-        found = _CHECKERS[daemon] = Checker(daemon)
-    return found
+    return Checker(daemon)
 
 
 def build_health_handlers(daemon: Daemon) -> dict[str, Handler]:

@@ -16,7 +16,6 @@ deleted and forgotten files expire and the nodes' lease sweep collects them.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -28,20 +27,11 @@ from desktop.core.namespace.snapshot import kept_positions
 from desktop.core.namespace.view import Version
 from desktop.daemon.index import Index
 from desktop.daemon.namespace import Namespace
+from desktop.knobs import env_float, env_int, env_optional_int
 from desktop.net.identity import DeviceKey
 
 _STORAGE_OWNER = "permacloud 2026 account storage owner key v1"
 DAY = 86400
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
-    return default if not value else int(value)
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if not value else float(value)
 
 
 @dataclass(frozen=True)
@@ -60,12 +50,12 @@ class DurabilitySettings:
     @classmethod
     def from_env(cls) -> DurabilitySettings:
         return cls(
-            check_interval=_env_float("PERMACLOUD_CHECK_INTERVAL", 3600.0),
-            lease_seconds=_env_int("PERMACLOUD_LEASE_SECONDS", 365 * DAY) or 365 * DAY,
-            repair_threshold=_env_int("PERMACLOUD_REPAIR_THRESHOLD", None),
-            verify_per_round=_env_int("PERMACLOUD_VERIFY_SHARES", 1) or 0,
-            verify_every=max(1, _env_int("PERMACLOUD_VERIFY_EVERY", 24) or 1),
-            repair_grace=_env_float("PERMACLOUD_REPAIR_GRACE", 72 * 3600.0),
+            check_interval=env_float("PERMACLOUD_CHECK_INTERVAL", 3600.0),
+            lease_seconds=env_int("PERMACLOUD_LEASE_SECONDS", 365 * DAY) or 365 * DAY,
+            repair_threshold=env_optional_int("PERMACLOUD_REPAIR_THRESHOLD"),
+            verify_per_round=env_int("PERMACLOUD_VERIFY_SHARES", 1),
+            verify_every=max(1, env_int("PERMACLOUD_VERIFY_EVERY", 24)),
+            repair_grace=env_float("PERMACLOUD_REPAIR_GRACE", 72 * 3600.0),
         )
 
 
@@ -76,8 +66,8 @@ def retention_policy() -> RetentionPolicy:
     year); snapshots prune history with the same policy.
     """
     return RetentionPolicy(
-        keep_last=_env_int("PERMACLOUD_KEEP_VERSIONS", 100),
-        keep_days=_env_int("PERMACLOUD_KEEP_DAYS", 365),
+        keep_last=env_int("PERMACLOUD_KEEP_VERSIONS", 100),
+        keep_days=env_int("PERMACLOUD_KEEP_DAYS", 365),
     )
 
 

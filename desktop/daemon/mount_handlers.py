@@ -3,8 +3,6 @@ MountService per daemon, and the IPC methods `mount`, `unmount` and `mount.statu
 
 from __future__ import annotations
 
-import os
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,13 +23,13 @@ from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import param
 from desktop.daemon.ipc_server import CallContext, Handler
 from desktop.daemon.links import make_link
+from desktop.daemon.per_daemon import per_daemon
 from desktop.fuse.backend import NsNode, Space
 from desktop.fuse.mount import MountService, MountSettings
+from desktop.knobs import env_float
 
 if TYPE_CHECKING:
     from desktop.daemon.service import Daemon
-
-_services: weakref.WeakKeyDictionary[Daemon, MountService] = weakref.WeakKeyDictionary()
 
 
 def _node(row: ViewRow) -> NsNode:
@@ -46,13 +44,6 @@ def _node(row: ViewRow) -> NsNode:
         row.target,
         row.content_hash,
     )
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 class DaemonBackend:
@@ -171,22 +162,21 @@ class DaemonBackend:
                     yield [str(p) for p in changed]
 
 
+@per_daemon
 def mount_service(daemon: Daemon) -> MountService:
     """The daemon's MountService (created on first use; `run` it in the daemon nursery)."""
-    service = _services.get(daemon)
-    if service is None:
-        settings = MountSettings(
-            cache_dir=daemon.paths.cache_dir / "mount",
-            state_file=daemon.paths.data_dir / "mount.json",
-            cache_limit=int(_env_float("PERMACLOUD_FUSE_CACHE_BYTES", 10 << 30)),
-            upload_delay=_env_float("PERMACLOUD_FUSE_UPLOAD_DELAY", 2.0),
-            read_timeout=_env_float("PERMACLOUD_FUSE_READ_TIMEOUT", 15.0),
-            flush_timeout=_env_float("PERMACLOUD_FUSE_FLUSH_TIMEOUT", 60.0),
-            upload_timeout=_env_float("PERMACLOUD_FUSE_UPLOAD_TIMEOUT", 300.0),
-            n=daemon.config.storage.n,
-        )
-        service = _services[daemon] = MountService(DaemonBackend(daemon), settings)
-        daemon.extra_status["mount"] = service.status
+    settings = MountSettings(
+        cache_dir=daemon.paths.cache_dir / "mount",
+        state_file=daemon.paths.data_dir / "mount.json",
+        cache_limit=int(env_float("PERMACLOUD_FUSE_CACHE_BYTES", 10 << 30)),
+        upload_delay=env_float("PERMACLOUD_FUSE_UPLOAD_DELAY", 2.0),
+        read_timeout=env_float("PERMACLOUD_FUSE_READ_TIMEOUT", 15.0),
+        flush_timeout=env_float("PERMACLOUD_FUSE_FLUSH_TIMEOUT", 60.0),
+        upload_timeout=env_float("PERMACLOUD_FUSE_UPLOAD_TIMEOUT", 300.0),
+        n=daemon.config.storage.n,
+    )
+    service = MountService(DaemonBackend(daemon), settings)
+    daemon.extra_status["mount"] = service.status
     return service
 
 

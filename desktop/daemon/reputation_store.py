@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from desktop.core.errors import PermaCloudError
 from desktop.core.reputation import DEFAULT_PARAMS, NodeReputation, ReputationParams
+from desktop.daemon.per_daemon import per_daemon
 
 if TYPE_CHECKING:
     from desktop.client.pool import NodePool
@@ -174,15 +175,12 @@ class ReputationTable:
         return None if row is None else (str(row[0]), int(row[1]))
 
 
-_BOOKS: weakref.WeakKeyDictionary[Daemon, ReputationBook] = weakref.WeakKeyDictionary()
 _TABLES: weakref.WeakKeyDictionary[Daemon, ReputationTable] = weakref.WeakKeyDictionary()
 
 
+@per_daemon
 def book(daemon: Daemon) -> ReputationBook:
-    found = _BOOKS.get(daemon)
-    if found is None:
-        found = _BOOKS[daemon] = ReputationBook()
-    return found
+    return ReputationBook()
 
 
 async def table(daemon: Daemon) -> ReputationTable:

@@ -56,6 +56,7 @@ from desktop.daemon.replication import (
     record_nodes,
 )
 from desktop.daemon.secrets import open_secret_store
+from desktop.knobs import env_float, env_int
 from desktop.net.errors import NodeError
 from desktop.net.identity import node_id_from_public_key
 from desktop.net.nodes_file import NodeAddress, parse_address
@@ -65,11 +66,11 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-REPLICATION_INTERVAL = float(os.environ.get("PERMACLOUD_REPLICATION_INTERVAL", "2.0"))
+REPLICATION_INTERVAL = env_float("PERMACLOUD_REPLICATION_INTERVAL", 2.0)
 ROUND_GAP = 0.05  # at least this between replication rounds (nudges cannot make them spin)
 OUTBOX_CHUNK = 2000  # entries read and published at a time
 REFRESH_INTERVAL = 10.0
-SNAPSHOT_EVERY = int(os.environ.get("PERMACLOUD_SNAPSHOT_EVERY", "1000"))
+SNAPSHOT_EVERY = env_int("PERMACLOUD_SNAPSHOT_EVERY", 1000)
 SNAPSHOT_RECORD_BASE = 1 << 62  # record numbers above this point at snapshots, not entries
 RETENTION = retention_policy()
 

@@ -9,7 +9,6 @@ file stored by the mount, `put` or a sync folder is the same content hash everyw
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from desktop.daemon.index import ViewRow
 from desktop.daemon.ipc_protocol import IpcProtocolError, param
 from desktop.daemon.ipc_server import CallContext, Handler
 from desktop.daemon.mount_handlers import DaemonBackend, mount_service
+from desktop.daemon.per_daemon import per_daemon
 from desktop.sync.engine import EngineSettings, SyncEngine
 from desktop.sync.folders import (
     DEFAULT_REMOTE,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 10.0
-_services: weakref.WeakKeyDictionary[Daemon, SyncService] = weakref.WeakKeyDictionary()
 
 
 def _remote_entry(row: ViewRow) -> RemoteEntry:
@@ -297,12 +296,10 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+@per_daemon
 def sync_service(daemon: Daemon) -> SyncService:
     """The daemon's SyncService (created on first use; `run` it in the daemon nursery)."""
-    service = _services.get(daemon)
-    if service is None:
-        service = _services[daemon] = SyncService(daemon)
-    return service
+    return SyncService(daemon)
 
 
 def build_sync_handlers(daemon: Daemon) -> dict[str, Handler]:

@@ -43,6 +43,7 @@ from desktop.core.namespace import (
     normalize_path,
 )
 from desktop.core.namespace.paths import ancestors, join
+from desktop.knobs import env_float, env_int
 from desktop.sync.ignore import IGNORE_FILE, TEMP_PREFIX, IgnoreMatcher
 from desktop.sync.planner import (
     Action,
@@ -64,13 +65,6 @@ from desktop.sync.watcher import watch
 logger = logging.getLogger(__name__)
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class EngineSettings:
     settle: float = 2.0  # seconds a file must stay untouched (when no close was seen)
@@ -82,10 +76,10 @@ class EngineSettings:
     @classmethod
     def from_env(cls) -> EngineSettings:
         return cls(
-            settle=_env_float("PERMACLOUD_SYNC_SETTLE", 2.0),
-            debounce=_env_float("PERMACLOUD_SYNC_DEBOUNCE", 0.1),
-            rescan=_env_float("PERMACLOUD_SYNC_RESCAN", 300.0),
-            parallel=int(_env_float("PERMACLOUD_SYNC_PARALLEL", 16)),
+            settle=env_float("PERMACLOUD_SYNC_SETTLE", 2.0),
+            debounce=env_float("PERMACLOUD_SYNC_DEBOUNCE", 0.1),
+            rescan=env_float("PERMACLOUD_SYNC_RESCAN", 300.0),
+            parallel=env_int("PERMACLOUD_SYNC_PARALLEL", 16),
         )
 
 
