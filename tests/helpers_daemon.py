@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,18 @@ class DeviceFactory:
                 device.stop()
             except AssertionError:
                 device.kill()
+
+
+@contextmanager
+def env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the daemons started inside (they inherit os.environ)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

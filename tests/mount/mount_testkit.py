@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from helpers_daemon import Device, DeviceFactory
+from helpers_daemon import Device, DeviceFactory, env
 from helpers_nodes import NodeFactory, write_nodes_toml
 
 MOUNT_ENV = {
@@ -18,20 +16,6 @@ MOUNT_ENV = {
     "PERMACLOUD_FUSE_FLUSH_TIMEOUT": "60",
     "PERMACLOUD_FUSE_UPLOAD_TIMEOUT": "20",
 }
-
-
-@contextmanager
-def env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def is_mounted(path: Path) -> bool:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_daemon import DeviceFactory
+from helpers_daemon import DeviceFactory, env
 from helpers_nodes import NodeFactory
 from mount_testkit import (
-    env,
     force_unmount,
     is_mounted,
     mount,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers_daemon import Device, DeviceFactory
+from helpers_daemon import Device, DeviceFactory, env
 from helpers_nodes import NodeFactory, write_nodes_toml
 
 SYNC_ENV = {
@@ -21,20 +20,6 @@ SYNC_ENV = {
     "PERMACLOUD_SYNC_RESCAN": "20",
     "PERMACLOUD_REPLICATION_INTERVAL": "0.3",
 }
-
-
-@contextmanager
-def env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @dataclass
